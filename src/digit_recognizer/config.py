@@ -1,0 +1,64 @@
+"""A run's configuration: one frozen dataclass; recipes are named instances of it."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Config:
+    recipe: str = "default"
+    architecture: str = "compact"  # a name in model.ARCHITECTURES
+    width: int = 32  # channels of the first conv layer; later stages scale from it
+    dropout: float = 0.1
+    epochs: int = 8
+    batch_size: int = 128
+    optimizer: str = "adam"  # "adam" | "adamw" | "rmsprop"
+    learning_rate: float = 3e-3  # peak learning rate
+    weight_decay: float = 0.0  # adamw only
+    # "onecycle": linear warm-up for warmup_fraction of the steps, then cosine decay to ~0;
+    # "plateau": constant, halved by ReduceLROnPlateau when val_loss stalls (the tutorial's).
+    lr_schedule: str = "onecycle"
+    warmup_fraction: float = 0.2
+    label_smoothing: float = 0.0
+    augment: bool = True
+    rotation: float = 10.0  # degrees, +/-
+    zoom: float = 0.1  # fraction, +/-
+    shift: float = 0.1  # fraction of width and height, +/-
+    val_fraction: float = 0.1  # stratified hold-out from the training CSV
+    seed: int = 2
+    steps_per_execution: int = 1  # >1 runs several train steps per Python call (less overhead)
+
+    def replace(self, **changes) -> Config:
+        """A copy with `changes`; None values mean 'keep the recipe's value'."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Config:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+# The tutorial as it describes itself: six-conv CNN, RMSprop, batch 32, 50 epochs, rotation 10
+# degrees / zoom 0.1 / shifts 0.1, checkpoint on val_accuracy, LR halved on val_loss plateaus.
+TUTORIAL = Config(
+    recipe="tutorial", architecture="tutorial", dropout=0.25, epochs=50, batch_size=32,
+    optimizer="rmsprop", learning_rate=1e-3, lr_schedule="plateau", steps_per_execution=1,
+)
+
+# The default: a small batch-normalised CNN with a one-cycle schedule (see bench/README.md for
+# how it was chosen and what it measures against the tutorial and keras-io baselines).
+DEFAULT = Config(recipe="default")
+
+RECIPES: dict[str, Config] = {c.recipe: c for c in (DEFAULT, TUTORIAL)}
+
+
+def get_recipe(name: str) -> Config:
+    try:
+        return RECIPES[name]
+    except KeyError:
+        raise ValueError(f"unknown recipe {name!r}; choose from {', '.join(RECIPES)}") from None

@@ -1,0 +1,112 @@
+"""Model definitions. Builds Keras models from a Config; touches no files.
+
+Every model takes raw pixels (float32, 0-255, shape (28, 28, 1)) and returns class
+probabilities. Augmentation (active only in training) runs on raw pixels, so the constant fill
+of rotations and shifts is 0 = background; then a Rescaling layer applies the normalisation
+statistics of the training split. The statistics therefore live inside model.keras, and no
+caller can normalise test data by its own statistics (the tutorial's bug).
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from .config import Config
+
+INPUT_SHAPE = (28, 28, 1)
+N_CLASSES = 10
+
+
+def build_augmentation(config: Config) -> keras.Sequential:
+    """Random rotation/zoom/shift as in the tutorial's ImageDataGenerator (training only)."""
+    seed = config.seed
+    return keras.Sequential([
+        layers.RandomRotation(config.rotation / 360.0, fill_mode="constant", fill_value=0.0,
+                              seed=seed),
+        layers.RandomZoom(config.zoom, fill_mode="constant", fill_value=0.0, seed=seed + 1),
+        layers.RandomTranslation(config.shift, config.shift, fill_mode="constant",
+                                 fill_value=0.0, seed=seed + 2),
+    ], name="augment")
+
+
+def _tutorial_body(x, config: Config):
+    """The tutorial's CNN: three pairs of 3x3 convs (32,32 / 64,32 / 64,64), first of each pair
+    'same', second 'valid', each pair followed by 2x2 max-pooling and dropout; dense 256; softmax.
+    """
+    for first, second in ((32, 32), (64, 32), (64, 64)):
+        x = layers.Conv2D(first, 3, padding="same", activation="relu")(x)
+        x = layers.Conv2D(second, 3, padding="valid", activation="relu")(x)
+        x = layers.MaxPooling2D(2)(x)
+        x = layers.Dropout(config.dropout)(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(256, activation="relu")(x)
+    x = layers.Dropout(0.5)(x)
+    return x
+
+
+def _conv_bn(x, filters: int, kernel: int = 3, strides: int = 1):
+    x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False)(x)
+    x = layers.BatchNormalization(momentum=0.9)(x)
+    return layers.Activation("relu")(x)
+
+
+def _compact_body(x, config: Config):
+    """Small batch-normalised CNN sized for 2 CPU cores: few channels at 28x28, pooled early.
+
+    28x28: conv w -> pool -> 14x14: conv 2w, conv 2w -> pool -> 7x7: conv 4w -> global max-pool.
+    About 7 MFLOPs per image forward at w=32.
+    """
+    w = config.width
+    x = _conv_bn(x, w)
+    x = layers.MaxPooling2D(2)(x)
+    x = _conv_bn(x, 2 * w)
+    x = _conv_bn(x, 2 * w)
+    x = layers.MaxPooling2D(2)(x)
+    x = _conv_bn(x, 4 * w)
+    x = layers.GlobalMaxPooling2D()(x)
+    x = layers.Dropout(config.dropout)(x)
+    return x
+
+
+ARCHITECTURES = {
+    "tutorial": _tutorial_body,
+    "compact": _compact_body,
+}
+
+
+def build_model(config: Config, pixel_mean: float = 33.0, pixel_std: float = 78.0) -> keras.Model:
+    """The network for `config`, normalising inputs by the given training-split statistics
+    (pixel units, 0-255). Uncompiled: training chooses the optimizer and schedule."""
+    if config.architecture not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {config.architecture!r}; "
+                         f"choose from {', '.join(ARCHITECTURES)}")
+    inputs = keras.Input(INPUT_SHAPE, name="pixels")
+    x = build_augmentation(config)(inputs) if config.augment else inputs
+    # (x - mean) / std as one affine layer: x * (1/std) + (-mean/std)
+    x = layers.Rescaling(1.0 / pixel_std, offset=-pixel_mean / pixel_std, name="normalise")(x)
+    x = ARCHITECTURES[config.architecture](x, config)
+    outputs = layers.Dense(N_CLASSES, activation="softmax", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name=f"digits_{config.architecture}")
+
+
+def forward_flops(model: keras.Model) -> int:
+    """Forward multiply-adds x 2 per image of the conv and dense layers (the FLOPs that count)."""
+    total = 0
+    for layer in _leaf_layers(model):
+        if isinstance(layer, layers.Conv2D):
+            _, h, w, c_out = layer.output.shape
+            kh, kw = layer.kernel_size
+            c_in = layer.input.shape[-1]
+            total += 2 * h * w * c_out * kh * kw * c_in
+        elif isinstance(layer, layers.Dense):
+            total += 2 * layer.input.shape[-1] * layer.units
+    return int(total)
+
+
+def _leaf_layers(model):
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            yield from _leaf_layers(layer)
+        else:
+            yield layer

@@ -1,0 +1,72 @@
+"""The main job: data -> train -> predict -> submission (-> score when an answer key exists)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import Config
+from .data import load_test_csv, load_train_csv, write_demo_data
+from .evaluate import Score, score_submission
+
+SUBMISSION_FILE = "submission.csv"
+ANSWERS_FILE = "test_labels.csv"
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    run_dir: Path
+    submission: Path
+    score: Score | None  # None without an answer key (real Kaggle data)
+    best_val_accuracy: float
+    seconds: dict = field(default_factory=dict)  # stage -> wall seconds
+    created_demo_data: bool = False
+
+
+def find_or_create_data(data_dir) -> tuple[Path, Path, bool]:
+    """DIR/train.csv and DIR/test.csv (.csv or .csv.gz); writes the demo data if DIR has none."""
+    data_dir = Path(data_dir)
+
+    def find(stem):
+        return next((p for p in (data_dir / f"{stem}.csv", data_dir / f"{stem}.csv.gz")
+                     if p.exists()), None)
+
+    train_csv, test_csv = find("train"), find("test")
+    if train_csv is None and test_csv is None:
+        demo = write_demo_data(data_dir)
+        return demo.train_csv, demo.test_csv, True
+    if train_csv is None or test_csv is None:
+        from .errors import InputError
+        missing = "train.csv" if train_csv is None else "test.csv"
+        raise InputError(data_dir, f"has no {missing} (needs both, or neither for demo data)")
+    return train_csv, test_csv, False
+
+
+def run(config: Config, data_dir="data", run_dir="runs/default", verbose="auto") -> RunSummary:
+    from .predict import load_run, predict_labels, predict_proba
+    from .data import write_submission
+    from .train import train
+
+    seconds = {}
+    t = time.perf_counter()
+    train_csv, test_csv, created = find_or_create_data(data_dir)
+    seconds["data"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    train_data = load_train_csv(train_csv)
+    test_data = load_test_csv(test_csv)
+    seconds["load"] = time.perf_counter() - t
+
+    result = train(config, train_data, run_dir, verbose=verbose)
+    seconds["train"] = result.train_seconds
+
+    t = time.perf_counter()
+    loaded = load_run(run_dir)  # the best checkpoint, as a user's `digits predict` would see it
+    submission = Path(run_dir) / SUBMISSION_FILE
+    write_submission(submission, predict_labels(predict_proba(loaded.model, test_data.pixels)))
+    seconds["predict"] = time.perf_counter() - t
+
+    answers = Path(data_dir) / ANSWERS_FILE
+    score = score_submission(submission, answers) if answers.exists() else None
+    return RunSummary(Path(run_dir), submission, score, result.best_val_accuracy, seconds, created)

@@ -1,0 +1,72 @@
+"""Inference in layers: run directory -> model -> probabilities -> labels -> submission."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .data import load_test_csv, write_submission
+from .errors import InputError
+from .train import CONFIG_FILE, MODEL_FILE, to_inputs
+
+PREDICT_BATCH = 1024  # images per forward call; large batches amortise per-call overhead
+
+
+@dataclass(frozen=True)
+class LoadedRun:
+    run_dir: Path
+    model: object  # keras.Model
+    info: dict  # config.json
+
+
+def load_run(run_dir) -> LoadedRun:
+    """Load a run's best model and its config.json. Models load in Keras's safe_mode, which
+    refuses to deserialise arbitrary Python code (lambdas) from a user-supplied file."""
+    run_dir = Path(run_dir)
+    model_path, config_path = run_dir / MODEL_FILE, run_dir / CONFIG_FILE
+    if not run_dir.is_dir():
+        raise InputError(run_dir, "is not a run directory (train one with `digits train`)")
+    if not config_path.exists():
+        raise InputError(config_path, "missing: not a run directory made by `digits train`")
+    try:
+        info = json.loads(config_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(config_path, f"is not valid JSON ({e})") from e
+    if not model_path.exists():
+        raise InputError(model_path, "missing: training has not finished a single epoch")
+    import keras
+
+    try:
+        model = keras.saving.load_model(model_path, compile=False, safe_mode=True)
+    except Exception as e:  # zip/h5/deserialisation errors all mean: not a usable model file
+        raise InputError(model_path, f"cannot be loaded as a Keras model ({type(e).__name__}: "
+                                     f"{str(e).splitlines()[0][:200] if str(e) else ''})") from e
+    if tuple(model.input_shape[1:]) != (28, 28, 1) or model.output_shape[-1] != 10:
+        raise InputError(model_path, f"is not a digit model: input {model.input_shape}, "
+                                     f"output {model.output_shape}")
+    return LoadedRun(run_dir, model, info)
+
+
+def predict_proba(model, pixels: np.ndarray, batch_size: int = PREDICT_BATCH) -> np.ndarray:
+    """Class probabilities, float32 (n, 10), for uint8 pixels (n, 28, 28)."""
+    x = to_inputs(pixels)
+    out = np.empty((len(x), 10), dtype=np.float32)
+    for start in range(0, len(x), batch_size):
+        out[start:start + batch_size] = np.asarray(model.predict_on_batch(x[start:start + batch_size]))
+    return out
+
+
+def predict_labels(probabilities: np.ndarray) -> np.ndarray:
+    return np.asarray(probabilities).argmax(axis=1).astype(np.uint8)
+
+
+def predict_csv(run_dir, test_csv, submission_path) -> np.ndarray:
+    """Read a test CSV, predict, write Kaggle's submission; returns the probabilities."""
+    run = load_run(run_dir)
+    test = load_test_csv(test_csv)
+    probabilities = predict_proba(run.model, test.pixels)
+    write_submission(submission_path, predict_labels(probabilities))
+    return probabilities

@@ -1,0 +1,255 @@
+"""Training: split, normalisation statistics, input pipeline, optimiser/schedule, Keras callbacks.
+
+A run directory holds everything predict/evaluate need:
+  model.keras   best epoch by validation accuracy (written atomically)
+  config.json   resolved config, preprocessing statistics, data checksum, versions, result
+  history.csv   per-epoch loss, accuracy, val_loss, val_accuracy, learning_rate, seconds
+  curves.png    the tutorial's four curves
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .config import Config
+from .data import DigitsData, load_train_csv
+from .files import atomic_path, write_json_atomic
+
+MODEL_FILE = "model.keras"
+CONFIG_FILE = "config.json"
+HISTORY_FILE = "history.csv"
+CURVES_FILE = "curves.png"
+
+
+@dataclass(frozen=True)
+class Split:
+    x_train: np.ndarray  # uint8 (n, 28, 28)
+    y_train: np.ndarray  # uint8 (n,)
+    x_val: np.ndarray
+    y_val: np.ndarray
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_dir: Path
+    best_val_accuracy: float
+    best_epoch: int  # 1-based
+    epochs_run: int
+    train_seconds: float
+    history: "object"  # pandas.DataFrame, one row per epoch
+
+
+def split_train_val(data: DigitsData, val_fraction: float, seed: int) -> Split:
+    """Stratified, seeded hold-out from the training file (the only validation we ever use)."""
+    from sklearn.model_selection import train_test_split
+
+    if data.labels is None:
+        raise ValueError(f"{data.path} has no labels")
+    if val_fraction <= 0:
+        return Split(data.pixels, data.labels, data.pixels[:0], data.labels[:0])
+    x_tr, x_val, y_tr, y_val = train_test_split(
+        data.pixels, data.labels, test_size=val_fraction, random_state=seed,
+        stratify=data.labels)
+    return Split(x_tr, y_tr, x_val, y_val)
+
+
+def pixel_statistics(pixels: np.ndarray) -> tuple[float, float]:
+    """Mean and standard deviation of the training pixels, in pixel units (0-255)."""
+    x = np.asarray(pixels, dtype=np.float64)
+    return float(x.mean()), float(x.std())
+
+
+def to_inputs(pixels: np.ndarray) -> np.ndarray:
+    """uint8 (n, 28, 28) -> float32 (n, 28, 28, 1) raw pixels, the models' input."""
+    return np.asarray(pixels, dtype=np.float32).reshape(-1, 28, 28, 1)
+
+
+def make_dataset(pixels, labels, batch_size: int, shuffle: bool, seed: int):
+    """In-memory tf.data pipeline of (raw float32 pixels, one-hot labels).
+
+    Keras's own autotuning of tf.data stalled short fit() calls on 2 cores, so it is switched
+    off and the pipeline is fixed: cache in memory, reshuffle each epoch, batch, prefetch 2.
+    """
+    import tensorflow as tf
+
+    x = to_inputs(pixels)
+    y = np.eye(10, dtype=np.float32)[np.asarray(labels, dtype=np.int64)]
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    if shuffle:
+        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size).prefetch(2)
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.with_options(options)
+
+
+def build_optimizer(config: Config, steps_per_epoch: int):
+    import keras
+
+    total = max(1, config.epochs * steps_per_epoch)
+    if config.lr_schedule == "onecycle":
+        warmup = int(config.warmup_fraction * total)
+        lr = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=config.learning_rate / 20, decay_steps=max(1, total - warmup),
+            alpha=0.0, warmup_target=config.learning_rate, warmup_steps=warmup)
+    elif config.lr_schedule == "plateau":
+        lr = config.learning_rate
+    else:
+        raise ValueError(f"unknown lr_schedule {config.lr_schedule!r}")
+    if config.optimizer == "rmsprop":  # the tutorial's settings
+        return keras.optimizers.RMSprop(learning_rate=lr, rho=0.9, epsilon=1e-8)
+    if config.optimizer == "adam":
+        return keras.optimizers.Adam(learning_rate=lr)
+    if config.optimizer == "adamw":
+        return keras.optimizers.AdamW(learning_rate=lr, weight_decay=config.weight_decay)
+    raise ValueError(f"unknown optimizer {config.optimizer!r}")
+
+
+def compile_model(model, config: Config, steps_per_epoch: int):
+    import keras
+
+    model.compile(
+        optimizer=build_optimizer(config, steps_per_epoch),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+        metrics=["accuracy"],
+        steps_per_execution=config.steps_per_execution,
+    )
+    return model
+
+
+def library_versions() -> dict[str, str]:
+    import keras
+    import sklearn
+
+    versions = {"python": platform.python_version(), "keras": keras.__version__,
+                "backend": keras.backend.backend(), "numpy": np.__version__,
+                "scikit-learn": sklearn.__version__}
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+        versions["tensorflow"] = tf.__version__
+    return versions
+
+
+def _callbacks(config: Config, run_dir: Path, has_val: bool, extra: list):
+    import keras
+
+    from .plots import write_history
+
+    class LogLearningRate(keras.callbacks.Callback):
+        """Puts the optimiser's current learning rate into the epoch logs (history.csv)."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            if logs is not None and "learning_rate" not in logs:
+                logs["learning_rate"] = float(
+                    keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+    class EpochTimer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            if logs is not None:
+                logs["seconds"] = time.perf_counter() - self.start
+
+    class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
+        """Keras's ModelCheckpoint, saving to a temporary name then renaming over model.keras,
+        so a crash mid-save never leaves a half-written model."""
+
+        def __init__(self, final_path: Path, **kwargs):
+            self.final_path = final_path
+            self.tmp_path = final_path.with_name(f".{final_path.stem}.tmp.keras")
+            super().__init__(str(self.tmp_path), **kwargs)
+
+        def on_epoch_end(self, epoch, logs=None):
+            super().on_epoch_end(epoch, logs)
+            if self.tmp_path.exists():
+                with open(self.tmp_path, "rb") as f:
+                    os.fsync(f.fileno())
+                os.replace(self.tmp_path, self.final_path)
+
+    class HistoryWriter(keras.callbacks.Callback):
+        """Rewrites history.csv atomically after every epoch (it survives an interruption)."""
+
+        def on_train_begin(self, logs=None):
+            self.rows = []
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.rows.append({"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}})
+            write_history(run_dir / HISTORY_FILE, self.rows)
+
+    monitor = "val_accuracy" if has_val else "accuracy"
+    callbacks = [LogLearningRate(), EpochTimer(),
+                 AtomicModelCheckpoint(run_dir / MODEL_FILE, monitor=monitor, mode="max",
+                                       save_best_only=True)]
+    if config.lr_schedule == "plateau":
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss" if has_val else "loss", patience=3, factor=0.5, min_lr=1e-5))
+    return [*extra, *callbacks, HistoryWriter()]
+
+
+def train(config: Config, train_data: DigitsData | str | os.PathLike, run_dir,
+          callbacks: list | None = None, verbose: int | str = "auto") -> TrainResult:
+    """Train `config` on a labeled CSV (or already loaded data) and fill `run_dir`."""
+    import keras
+
+    from .model import build_model
+    from .plots import plot_curves
+
+    data = train_data if isinstance(train_data, DigitsData) else load_train_csv(train_data)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(config.seed)
+
+    split = split_train_val(data, config.val_fraction, config.seed)
+    mean, std = pixel_statistics(split.x_train)
+    steps_per_epoch = -(-len(split.x_train) // config.batch_size)
+    model = compile_model(build_model(config, mean, std), config, steps_per_epoch)
+    has_val = len(split.x_val) > 0
+
+    info = {
+        "status": "training",
+        "config": config.to_dict(),
+        "preprocessing": {
+            "input": "raw pixels 0-255, shape (28, 28, 1); normalised inside the model",
+            "pixel_mean": mean, "pixel_std": std,
+            "statistics_from": "training split only",
+        },
+        "data": {"train_csv": str(data.path), "sha256": data.sha256, "rows": len(data),
+                 "train_rows": len(split.x_train), "val_rows": len(split.x_val)},
+        "versions": library_versions(),
+        "seed": config.seed,
+        "command": " ".join(sys.argv),
+    }
+    write_json_atomic(run_dir / CONFIG_FILE, info)
+
+    train_ds = make_dataset(split.x_train, split.y_train, config.batch_size, True, config.seed)
+    val_ds = (make_dataset(split.x_val, split.y_val, 1024, False, config.seed)
+              if has_val else None)
+    if verbose == "auto":
+        verbose = 1 if sys.stdout.isatty() else 2
+    start = time.perf_counter()
+    # shuffle=False: the tf.data pipeline already reshuffles every epoch.
+    history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, verbose=verbose,
+                        shuffle=False,
+                        callbacks=_callbacks(config, run_dir, has_val, callbacks or []))
+    seconds = time.perf_counter() - start
+
+    import pandas as pd
+
+    frame = pd.read_csv(run_dir / HISTORY_FILE)
+    monitor = "val_accuracy" if has_val else "accuracy"
+    best = int(frame[monitor].idxmax())
+    plot_curves(frame, run_dir / CURVES_FILE, title=f"recipe '{config.recipe}'")
+    info["status"] = "complete"
+    info["result"] = {"best_epoch": best + 1, f"best_{monitor}": float(frame[monitor][best]),
+                      "epochs_run": len(history.epoch), "train_seconds": round(seconds, 2)}
+    write_json_atomic(run_dir / CONFIG_FILE, info)
+    return TrainResult(run_dir, float(frame[monitor][best]), best + 1, len(history.epoch),
+                       seconds, frame)

@@ -1,0 +1,26 @@
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from digit_recognizer.data import load_embedded_mnist, write_demo_data  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def mnist():
+    return load_embedded_mnist()
+
+
+@pytest.fixture(scope="session")
+def small_demo(tmp_path_factory):
+    """Kaggle-format demo files with 400 training rows and 200 test rows."""
+    directory = tmp_path_factory.mktemp("demo")
+    return write_demo_data(directory, n_train=400, n_test=200, seed=1)
+
+
+@pytest.fixture()
+def rng():
+    return np.random.default_rng(0)
