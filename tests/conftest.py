@@ -6,7 +6,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+from digit_recognizer.config import get_recipe  # noqa: E402
 from digit_recognizer.data import load_embedded_mnist, write_demo_data  # noqa: E402
+from digit_recognizer.train import train  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -24,3 +26,11 @@ def small_demo(tmp_path_factory):
 @pytest.fixture()
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(small_demo, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run")
+    config = get_recipe("default").replace(epochs=2, batch_size=64, width=8)
+    result = train(config, small_demo.train_csv, run_dir, verbose=0)
+    return run_dir, config, result

@@ -59,11 +59,34 @@ def cmd_predict(args) -> int:
 
 
 def cmd_score(args) -> int:
-    from .evaluate import score_submission
+    from .evaluate import report_submission, score_submission
 
     score = score_submission(args.submission, args.answers)
     print(f"accuracy {score.accuracy:.4%} ({score.n_images - score.n_errors}/{score.n_images} "
           f"correct, {score.n_errors} errors)")
+    if args.report:
+        print_metrics(report_submission(args.submission, args.answers, args.report), args.report)
+    return 0
+
+
+def print_metrics(metrics: dict, report_dir) -> None:
+    """The short summary: accuracy, errors, log loss, the three most confused pairs."""
+    print(f"accuracy     {metrics['accuracy']:.4%}  ({metrics['n_errors']} errors in "
+          f"{metrics['n_images']} images)")
+    if "log_loss" in metrics:
+        print(f"log loss     {metrics['log_loss']:.4f}")
+    for i, pair in enumerate(metrics["most_confused"]):
+        label = "confused" if i == 0 else ""
+        print(f"{label:12s} {pair['true']} taken for {pair['predicted']}: {pair['count']} times")
+    print(f"report       {report_dir}/report.html (metrics.json, confusion.png"
+          f"{', errors.png, calibration.png' if 'log_loss' in metrics else ''})")
+
+
+def cmd_evaluate(args) -> int:
+    from .evaluate import evaluate_run
+
+    report_dir = args.report or args.run_dir / "report"
+    print_metrics(evaluate_run(args.run_dir, args.labeled_csv, report_dir), report_dir)
     return 0
 
 
@@ -91,6 +114,11 @@ def cmd_run(args) -> int:
     print(f"time         {total:.1f} s in all ({stages})")
     print(f"submission   {summary.submission}")
     print(f"run files    {run_dir}/model.keras, config.json, history.csv, curves.png")
+    print(f"report       {summary.report_dir}/report.html (on the "
+          f"{'held-out set' if summary.score else 'validation split'})")
+    confused = ", ".join(f"{p['true']}->{p['predicted']} ({p['count']})"
+                         for p in summary.metrics["most_confused"])
+    print(f"confused     {confused or 'nothing'} (true->predicted)")
     return 0
 
 
@@ -134,7 +162,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("score", help="check a submission's format and score it")
     p.add_argument("submission", type=Path)
     p.add_argument("answers", type=Path)
+    p.add_argument("--report", type=Path, help="also write confusion matrix and per-class table")
     p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("evaluate", help="accuracy report, confusion matrix, worst errors")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("labeled_csv", type=Path, help="labeled CSV (Kaggle train.csv format)")
+    p.add_argument("--report", type=Path, help="report directory (default RUN/report)")
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("run", help="the main job: data, train, predict, submission, score")
     p.add_argument("--data", type=Path, default=Path("data"),

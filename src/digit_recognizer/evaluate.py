@@ -36,3 +36,46 @@ def score_submission(submission_path, answers_path) -> Score:
         raise InputError(submission_path, f"has {len(predicted)} rows but the answer key "
                                           f"{answers_path} has {len(answers)}")
     return score_labels(predicted, answers)
+
+
+def evaluate_run(run_dir, labeled_csv, report_dir=None) -> dict:
+    """Predict a labeled CSV (Kaggle train.csv format) with a run's model and write the full
+    report (metrics.json, confusion.png, errors.png, calibration.png, report.html) to
+    `report_dir` (default RUN/report)."""
+    from .data import load_train_csv
+    from .predict import load_run, predict_proba
+
+    run = load_run(run_dir)
+    data = load_train_csv(labeled_csv)
+    return report_predictions(run, data, predict_proba(run.model, data.pixels), report_dir)
+
+
+def report_predictions(run, data, probabilities, report_dir=None) -> dict:
+    """The full report for probabilities a run's model already gave on labeled `data`."""
+    from pathlib import Path
+
+    from .predict import predict_labels
+    from .report import file_sha256, write_report
+    from .train import CURVES_FILE, MODEL_FILE
+
+    model_path = Path(run.run_dir) / MODEL_FILE
+    sources = {
+        "model": {"path": str(model_path), "sha256": file_sha256(model_path)},
+        "data": {"path": str(data.path), "rows": len(data), "sha256": data.sha256},
+    }
+    report_dir = Path(report_dir) if report_dir else Path(run.run_dir) / "report"
+    return write_report(report_dir, data.labels, predict_labels(probabilities), probabilities,
+                        data.pixels, sources, curves=Path(run.run_dir) / CURVES_FILE,
+                        config=run.info.get("config"))
+
+
+def report_submission(submission_path, answers_path, report_dir) -> dict:
+    """Confusion matrix and per-class table from a submission and an answer key (no model)."""
+    from .report import file_sha256, write_report
+
+    score_submission(submission_path, answers_path)  # format checks first
+    predicted, truth = read_submission(submission_path), read_submission(answers_path)
+    sources = {"submission": {"path": str(submission_path), "sha256": file_sha256(submission_path)},
+               "data": {"path": str(answers_path), "rows": len(truth),
+                        "sha256": file_sha256(answers_path)}}
+    return write_report(report_dir, truth, predicted, sources=sources)

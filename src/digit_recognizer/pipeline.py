@@ -19,6 +19,8 @@ class RunSummary:
     run_dir: Path
     submission: Path
     score: Score | None  # None without an answer key (real Kaggle data)
+    metrics: dict  # the evaluation report's metrics (held-out set, else the validation split)
+    report_dir: Path
     best_val_accuracy: float
     seconds: dict = field(default_factory=dict)  # stage -> wall seconds
     created_demo_data: bool = False
@@ -44,9 +46,10 @@ def find_or_create_data(data_dir) -> tuple[Path, Path, bool]:
 
 
 def run(config: Config, data_dir="data", run_dir="runs/default", verbose="auto") -> RunSummary:
+    from .data import DigitsData, read_submission, write_submission
+    from .evaluate import report_predictions
     from .predict import load_run, predict_labels, predict_proba
-    from .data import write_submission
-    from .train import train
+    from .train import split_train_val, train
 
     seconds = {}
     t = time.perf_counter()
@@ -64,9 +67,25 @@ def run(config: Config, data_dir="data", run_dir="runs/default", verbose="auto")
     t = time.perf_counter()
     loaded = load_run(run_dir)  # the best checkpoint, as a user's `digits predict` would see it
     submission = Path(run_dir) / SUBMISSION_FILE
-    write_submission(submission, predict_labels(predict_proba(loaded.model, test_data.pixels)))
+    probabilities = predict_proba(loaded.model, test_data.pixels)
+    write_submission(submission, predict_labels(probabilities))
     seconds["predict"] = time.perf_counter() - t
 
+    # Report on the held-out set when its answer key is here, else on the validation split.
+    t = time.perf_counter()
     answers = Path(data_dir) / ANSWERS_FILE
-    score = score_submission(submission, answers) if answers.exists() else None
-    return RunSummary(Path(run_dir), submission, score, result.best_val_accuracy, seconds, created)
+    report_dir = Path(run_dir) / "report"
+    if answers.exists():
+        score = score_submission(submission, answers)
+        labeled = DigitsData(test_data.pixels, read_submission(answers), str(answers),
+                             test_data.sha256)
+    else:
+        score = None
+        split = split_train_val(train_data, config.val_fraction, config.seed)
+        labeled = DigitsData(split.x_val, split.y_val, f"{train_csv} (validation split)",
+                             train_data.sha256)
+        probabilities = predict_proba(loaded.model, labeled.pixels)
+    metrics = report_predictions(loaded, labeled, probabilities, report_dir)
+    seconds["report"] = time.perf_counter() - t
+    return RunSummary(Path(run_dir), submission, score, metrics, report_dir,
+                      result.best_val_accuracy, seconds, created)

@@ -1,0 +1,65 @@
+import json
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from digit_recognizer.config import get_recipe
+from digit_recognizer.data import load_train_csv
+from digit_recognizer.predict import load_run, predict_labels, predict_proba
+from digit_recognizer.train import pixel_statistics, split_train_val, train
+
+
+def test_split_is_stratified_seeded_and_disjoint(small_demo):
+    data = load_train_csv(small_demo.train_csv)
+    a = split_train_val(data, 0.25, seed=3)
+    b = split_train_val(data, 0.25, seed=3)
+    c = split_train_val(data, 0.25, seed=4)
+    np.testing.assert_array_equal(a.y_val, b.y_val)
+    assert not np.array_equal(a.y_val, c.y_val)
+    assert len(a.x_val) == 100 and len(a.x_train) == 300
+    # class proportions agree to within one image per class
+    full = np.bincount(data.labels, minlength=10) * 0.25
+    assert np.abs(np.bincount(a.y_val, minlength=10) - full).max() <= 1.0
+
+
+def test_pixel_statistics_are_in_pixel_units():
+    x = np.array([[0, 255], [255, 0]], dtype=np.uint8)
+    assert pixel_statistics(x) == (127.5, 127.5)
+
+
+def test_train_writes_a_complete_run(tiny_run, small_demo):
+    run_dir, config, result = tiny_run
+    for name in ["model.keras", "config.json", "history.csv", "curves.png"]:
+        assert (run_dir / name).stat().st_size > 0, name
+    assert not list(run_dir.glob(".*tmp*")), "temporary files left behind"
+    info = json.loads((run_dir / "config.json").read_text())
+    assert info["status"] == "complete"
+    assert info["config"]["epochs"] == 2 and info["config"]["width"] == 8
+    train_split = split_train_val(load_train_csv(small_demo.train_csv), config.val_fraction,
+                                  config.seed)
+    assert info["preprocessing"]["pixel_mean"] == pytest.approx(train_split.x_train.mean())
+    assert info["versions"]["keras"] == keras.__version__
+    assert info["data"]["val_rows"] == len(train_split.x_val)
+    history = pd.read_csv(run_dir / "history.csv")
+    assert list(history["epoch"]) == [1, 2]
+    for column in ["loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"]:
+        assert history[column].notna().all(), column
+    assert (run_dir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert result.best_val_accuracy == pytest.approx(history["val_accuracy"].max())
+
+
+def test_saved_model_is_the_best_epoch_and_reloads(tiny_run, small_demo):
+    run_dir, config, result = tiny_run
+    run = load_run(run_dir)
+    split = split_train_val(load_train_csv(small_demo.train_csv), config.val_fraction, config.seed)
+    val_acc = (predict_labels(predict_proba(run.model, split.x_val)) == split.y_val).mean()
+    assert val_acc == pytest.approx(result.best_val_accuracy, abs=1e-6)
+
+
+def test_onecycle_schedule_warms_up_then_decays(tiny_run):
+    run_dir, _, _ = tiny_run
+    history = pd.read_csv(run_dir / "history.csv")
+    # end of epoch 1 is inside/after warm-up, end of training is near zero
+    assert history["learning_rate"].iloc[-1] < 0.01 * history["learning_rate"].max()
