@@ -29,7 +29,8 @@ def test_tutorial_architecture_is_the_tutorials():
 
 
 def test_normalisation_is_inside_the_model_and_augmentation_is_training_only():
-    config = RECIPES["default"]
+    config = RECIPES["fast"]
+    assert config.augment
     model = build_model(config, pixel_mean=10.0, pixel_std=2.0)
     norm = model.get_layer("normalise")
     out = np.asarray(norm(np.full((1, 28, 28, 1), 14.0, "float32")))
