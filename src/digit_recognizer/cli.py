@@ -39,10 +39,16 @@ def _config_from_args(args):
 
 
 def cmd_train(args) -> int:
-    from .train import train
+    from .train import resume_training, train
 
-    config = _config_from_args(args)
-    result = train(config, args.train_csv, args.run_dir)
+    if args.resume:
+        if args.train_csv or args.run_dir:
+            raise SystemExit("digits train: --resume RUN takes no TRAIN_CSV or --run-dir")
+        result = resume_training(args.resume)
+    else:
+        if not (args.train_csv and args.run_dir):
+            raise SystemExit("digits train: needs TRAIN_CSV and --run-dir (or --resume RUN)")
+        result = train(_config_from_args(args), args.train_csv, args.run_dir)
     print(f"best validation accuracy {result.best_val_accuracy:.4f} at epoch {result.best_epoch}"
           f"/{result.epochs_run}, {result.train_seconds:.1f} s; files in {result.run_dir}/")
     return 0
@@ -148,8 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo_data)
 
     p = sub.add_parser("train", help="train a model into a run directory")
-    p.add_argument("train_csv", type=Path)
-    p.add_argument("--run-dir", type=Path, required=True)
+    p.add_argument("train_csv", type=Path, nargs="?")
+    p.add_argument("--run-dir", type=Path)
+    p.add_argument("--resume", type=Path, metavar="RUN",
+                   help="continue an interrupted run from its last completed epoch")
     training_options(p)
     p.set_defaults(func=cmd_train)
 
@@ -180,9 +188,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _sigterm_as_interrupt(signum, frame):
+    raise KeyboardInterrupt  # same clean stop as Ctrl-C: best model and history are kept
+
+
 def main(argv: list[str] | None = None) -> int:
     _quiet_tensorflow()
     args = build_parser().parse_args(argv)
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     try:
         return args.func(args)
     except InputError as e:
@@ -191,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"digits: error: {e}", file=sys.stderr)
         return EXIT_INPUT
     except KeyboardInterrupt:
-        print("digits: interrupted", file=sys.stderr)
+        print("digits: interrupted; finished files are kept (`digits train --resume RUN` "
+              "continues training)", file=sys.stderr)
         return 130
 
 

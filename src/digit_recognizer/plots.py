@@ -20,6 +20,7 @@ def plot_curves(history, path, title: str = "") -> Path:
 
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     epochs = history["epoch"]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110)
@@ -30,6 +31,7 @@ def plot_curves(history, path, title: str = "") -> Path:
             ax.plot(epochs, history[f"val_{metric}"], "o-", color="tab:orange", ms=3,
                     label=f"validation {metric}")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend(loc="best")

@@ -47,7 +47,24 @@ def load_run(run_dir) -> LoadedRun:
     if tuple(model.input_shape[1:]) != (28, 28, 1) or model.output_shape[-1] != 10:
         raise InputError(model_path, f"is not a digit model: input {model.input_shape}, "
                                      f"output {model.output_shape}")
+    check_model_matches_config(model, info, config_path)
     return LoadedRun(run_dir, model, info)
+
+
+def check_model_matches_config(model, info: dict, config_path) -> None:
+    """The model's built-in normalisation must be the one config.json records: a mismatch means
+    the files come from different runs (and predictions would be silently wrong)."""
+    try:
+        mean = float(info["preprocessing"]["pixel_mean"])
+        std = float(info["preprocessing"]["pixel_std"])
+        layer = model.get_layer("normalise")
+    except (KeyError, TypeError, ValueError) as e:
+        raise InputError(config_path, f"does not describe this model ({e})") from e
+    if not (abs(layer.scale - 1.0 / std) <= 1e-6 * abs(layer.scale)
+            and abs(layer.offset + mean / std) <= 1e-6 * max(1.0, abs(layer.offset))):
+        raise InputError(config_path, "does not match model.keras: its normalisation "
+                                      f"(mean {mean:.4g}, std {std:.4g}) differs from the "
+                                      "model's; were files copied from different runs?")
 
 
 def predict_proba(model, pixels: np.ndarray, batch_size: int = PREDICT_BATCH) -> np.ndarray:

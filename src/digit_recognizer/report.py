@@ -108,7 +108,7 @@ def plot_confusion(cm, path, title: str = "Confusion matrix") -> Path:
     off = np.where(np.eye(10, dtype=bool), np.nan, rates)
     ax.imshow(np.where(np.eye(10, dtype=bool), 1.0, np.nan), cmap=ListedColormap(["#d9f0d3"]),
               vmin=0, vmax=1)
-    image = ax.imshow(off, cmap="Reds", vmin=0, vmax=max(0.02, np.nanmax(off)))
+    image = ax.imshow(off, cmap="Reds", vmin=0, vmax=max(0.001, np.nanmax(off)))
     for t in range(10):
         for p in range(10):
             if cm[t, p]:

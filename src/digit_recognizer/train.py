@@ -26,6 +26,7 @@ MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.json"
 HISTORY_FILE = "history.csv"
 CURVES_FILE = "curves.png"
+BACKUP_DIR = "backup"  # Keras BackupAndRestore state: weights, optimiser, epoch; gone when done
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,8 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def _callbacks(config: Config, run_dir: Path, has_val: bool, extra: list):
+def _callbacks(config: Config, run_dir: Path, has_val: bool, extra: list,
+               best_so_far: float | None, history_rows: dict):
     import keras
 
     from .plots import write_history
@@ -175,36 +177,64 @@ def _callbacks(config: Config, run_dir: Path, has_val: bool, extra: list):
                 os.replace(self.tmp_path, self.final_path)
 
     class HistoryWriter(keras.callbacks.Callback):
-        """Rewrites history.csv atomically after every epoch (it survives an interruption)."""
-
-        def on_train_begin(self, logs=None):
-            self.rows = []
+        """Rewrites history.csv atomically after every epoch (it survives an interruption).
+        Rows are keyed by epoch, so an epoch re-run after a resume replaces its old row."""
 
         def on_epoch_end(self, epoch, logs=None):
-            self.rows.append({"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}})
-            write_history(run_dir / HISTORY_FILE, self.rows)
+            history_rows[epoch + 1] = {"epoch": epoch + 1,
+                                       **{k: float(v) for k, v in (logs or {}).items()}}
+            write_history(run_dir / HISTORY_FILE, [history_rows[e] for e in sorted(history_rows)])
 
     monitor = "val_accuracy" if has_val else "accuracy"
     callbacks = [LogLearningRate(), EpochTimer(),
+                 # A resumed run keeps its best model unless a later epoch beats it.
                  AtomicModelCheckpoint(run_dir / MODEL_FILE, monitor=monitor, mode="max",
-                                       save_best_only=True)]
+                                       save_best_only=True, initial_value_threshold=best_so_far)]
     if config.lr_schedule == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau(
             monitor="val_loss" if has_val else "loss", patience=3, factor=0.5, min_lr=1e-5))
-    return [*extra, *callbacks, HistoryWriter()]
+    # BackupAndRestore (weights, optimiser state so the LR schedule continues, epoch counter)
+    # comes last, so an epoch counts as done for --resume only once its model and history
+    # are on disk; killed in between, the epoch is re-run and its history row replaced.
+    backup = keras.callbacks.BackupAndRestore(str(run_dir / BACKUP_DIR), double_checkpoint=True)
+    return [*extra, *callbacks, HistoryWriter(), backup]
+
+
+def check_writable(directory: Path) -> None:
+    """Fail before training, not after an hour, when the run directory cannot be written."""
+    from .errors import InputError
+
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with atomic_path(directory / ".write-test") as tmp:
+            tmp.write_bytes(b"0" * 65536)  # a little data, so a full disk shows up too
+        (directory / ".write-test").unlink()
+    except OSError as e:
+        raise InputError(directory, f"cannot be written ({e.strerror or e})") from e
 
 
 def train(config: Config, train_data: DigitsData | str | os.PathLike, run_dir,
-          callbacks: list | None = None, verbose: int | str = "auto") -> TrainResult:
-    """Train `config` on a labeled CSV (or already loaded data) and fill `run_dir`."""
+          callbacks: list | None = None, verbose: int | str = "auto",
+          resume: bool = False) -> TrainResult:
+    """Train `config` on a labeled CSV (or already loaded data) and fill `run_dir`.
+
+    Interrupted (Ctrl-C, SIGTERM turned into KeyboardInterrupt by the CLI) it keeps the best
+    model and history so far, writes the curves, marks config.json "interrupted" and re-raises.
+    `resume=True` continues from the last completed epoch (see `resume_training`).
+    """
     import keras
+    import pandas as pd
 
     from .model import build_model
     from .plots import plot_curves
 
     data = train_data if isinstance(train_data, DigitsData) else load_train_csv(train_data)
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    check_writable(run_dir)
+    if not resume:  # a fresh run never picks up a stale backup or history
+        import shutil
+        shutil.rmtree(run_dir / BACKUP_DIR, ignore_errors=True)
+        (run_dir / HISTORY_FILE).unlink(missing_ok=True)
     keras.utils.set_random_seed(config.seed)
 
     split = split_train_val(data, config.val_fraction, config.seed)
@@ -212,6 +242,13 @@ def train(config: Config, train_data: DigitsData | str | os.PathLike, run_dir,
     steps_per_epoch = -(-len(split.x_train) // config.batch_size)
     model = compile_model(build_model(config, mean, std), config, steps_per_epoch)
     has_val = len(split.x_val) > 0
+    monitor = "val_accuracy" if has_val else "accuracy"
+
+    history_rows, best_so_far = {}, None
+    if resume and (run_dir / HISTORY_FILE).exists():
+        previous = pd.read_csv(run_dir / HISTORY_FILE)
+        history_rows = {int(r["epoch"]): r for r in previous.to_dict("records")}
+        best_so_far = float(previous[monitor].max()) if len(previous) else None
 
     info = {
         "status": "training",
@@ -235,21 +272,52 @@ def train(config: Config, train_data: DigitsData | str | os.PathLike, run_dir,
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2
     start = time.perf_counter()
-    # shuffle=False: the tf.data pipeline already reshuffles every epoch.
-    history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, verbose=verbose,
-                        shuffle=False,
-                        callbacks=_callbacks(config, run_dir, has_val, callbacks or []))
-    seconds = time.perf_counter() - start
 
-    import pandas as pd
+    def finish(status: str) -> TrainResult:
+        seconds = time.perf_counter() - start
+        frame = pd.read_csv(run_dir / HISTORY_FILE) if (run_dir / HISTORY_FILE).exists() else None
+        if frame is None or frame.empty:
+            info["status"] = status
+            write_json_atomic(run_dir / CONFIG_FILE, info)
+            return TrainResult(run_dir, float("nan"), 0, 0, seconds, frame)
+        best = int(frame[monitor].idxmax())
+        plot_curves(frame, run_dir / CURVES_FILE, title=f"recipe '{config.recipe}'")
+        info["status"] = status
+        info["result"] = {"best_epoch": int(frame["epoch"][best]),
+                          f"best_{monitor}": float(frame[monitor][best]),
+                          "epochs_run": len(frame), "train_seconds": round(seconds, 2)}
+        write_json_atomic(run_dir / CONFIG_FILE, info)
+        return TrainResult(run_dir, float(frame[monitor][best]), int(frame["epoch"][best]),
+                           len(frame), seconds, frame)
 
-    frame = pd.read_csv(run_dir / HISTORY_FILE)
-    monitor = "val_accuracy" if has_val else "accuracy"
-    best = int(frame[monitor].idxmax())
-    plot_curves(frame, run_dir / CURVES_FILE, title=f"recipe '{config.recipe}'")
-    info["status"] = "complete"
-    info["result"] = {"best_epoch": best + 1, f"best_{monitor}": float(frame[monitor][best]),
-                      "epochs_run": len(history.epoch), "train_seconds": round(seconds, 2)}
-    write_json_atomic(run_dir / CONFIG_FILE, info)
-    return TrainResult(run_dir, float(frame[monitor][best]), best + 1, len(history.epoch),
-                       seconds, frame)
+    try:
+        # shuffle=False: the tf.data pipeline already reshuffles every epoch.
+        model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, verbose=verbose,
+                  shuffle=False, callbacks=_callbacks(config, run_dir, has_val, callbacks or [],
+                                                      best_so_far, history_rows))
+    except KeyboardInterrupt:
+        finish("interrupted")
+        raise
+    return finish("complete")
+
+
+def resume_training(run_dir, verbose: int | str = "auto") -> TrainResult:
+    """Continue an interrupted run from its last completed epoch, with the same config, data,
+    optimiser state and learning-rate schedule."""
+    import json
+
+    from .errors import InputError
+
+    run_dir = Path(run_dir)
+    config_path = run_dir / CONFIG_FILE
+    if not config_path.exists():
+        raise InputError(config_path, "missing: nothing to resume")
+    info = json.loads(config_path.read_text(encoding="utf-8"))
+    if info.get("status") == "complete":
+        raise InputError(run_dir, "finished training already: nothing to resume")
+    if not (run_dir / BACKUP_DIR).is_dir():
+        raise InputError(run_dir / BACKUP_DIR, "missing: no completed epoch to resume from")
+    data = load_train_csv(info["data"]["train_csv"])
+    if data.sha256 != info["data"]["sha256"]:
+        raise InputError(data.path, "changed since this run started (sha256 differs)")
+    return train(Config.from_dict(info["config"]), data, run_dir, verbose=verbose, resume=True)

@@ -1,0 +1,199 @@
+"""Interruptions, resume, kills at random moments, untrusted run files, unwritable outputs."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from digit_recognizer.config import get_recipe
+from digit_recognizer.errors import InputError
+from digit_recognizer.predict import load_run
+from digit_recognizer.train import resume_training, train
+
+TINY = dict(epochs=4, batch_size=64, width=4)
+
+
+class StopAtEpoch(keras.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_interrupt_keeps_files_and_resume_matches_an_uninterrupted_run(small_demo, tmp_path):
+    config = get_recipe("default").replace(**TINY)
+    full = train(config, small_demo.train_csv, tmp_path / "full", verbose=0)
+
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(config, small_demo.train_csv, run, callbacks=[StopAtEpoch(2)], verbose=0)
+    info = json.loads((run / "config.json").read_text())
+    assert info["status"] == "interrupted"
+    assert list(pd.read_csv(run / "history.csv")["epoch"]) == [1, 2]
+    assert (run / "curves.png").exists() and (run / "backup").is_dir()
+    load_run(run)  # the best checkpoint so far is usable
+
+    resumed = resume_training(run, verbose=0)
+    history = pd.read_csv(run / "history.csv")
+    assert list(history["epoch"]) == [1, 2, 3, 4]
+    assert json.loads((run / "config.json").read_text())["status"] == "complete"
+    # Same optimiser state and schedule: the learning rates match the uninterrupted run's.
+    np.testing.assert_allclose(history["learning_rate"], full.history["learning_rate"],
+                               rtol=1e-5)
+    assert resumed.epochs_run == 4
+    assert not (run / "backup").exists()
+    with pytest.raises(InputError, match="nothing to resume"):
+        resume_training(run)
+
+
+def _digits(*args):
+    return [sys.executable, "-m", "digit_recognizer.cli", *map(str, args)]
+
+
+def _wait_for(predicate, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _epochs_done(run):
+    try:
+        return len(pd.read_csv(run / "history.csv"))
+    except Exception:
+        return 0
+
+
+def test_sigterm_stops_cleanly(small_demo, tmp_path):
+    run = tmp_path / "run"
+    proc = subprocess.Popen(_digits("train", small_demo.train_csv, "--run-dir", run,
+                                    "--epochs", 200, "--batch-size", 64),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL)
+    assert _wait_for(lambda: _epochs_done(run) >= 1), "no epoch finished"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "interrupted" in err
+    assert json.loads((run / "config.json").read_text())["status"] == "interrupted"
+    load_run(run)
+
+
+def _check_run_files(run):
+    """Every file present is complete: config.json parses, history.csv parses, model loads."""
+    names = {p.name for p in run.iterdir() if not p.name.startswith(".")}
+    if "config.json" in names:
+        json.loads((run / "config.json").read_text())
+    if "history.csv" in names:
+        pd.read_csv(run / "history.csv")
+    if "model.keras" in names:
+        load_run(run)
+    if "curves.png" in names:
+        assert (run / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    return names
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_leaves_complete_files(small_demo, tmp_path):
+    rng = np.random.default_rng(11)
+    run = tmp_path / "run"
+    args = ("train", small_demo.train_csv, "--run-dir", run, "--epochs", 30, "--batch-size", 32)
+    for attempt in range(4):
+        proc = subprocess.Popen(_digits(*args), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        # Kill anywhere from start-up to well into training (saves happen every epoch).
+        time.sleep(rng.uniform(2.0, 12.0))
+        proc.kill()
+        proc.wait()
+        _check_run_files(run)
+    # And a run killed after its first epoch can be resumed to the end.
+    proc = subprocess.Popen(_digits(*args), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    assert _wait_for(lambda: _epochs_done(run) >= 2)
+    proc.kill()
+    proc.wait()
+    _check_run_files(run)
+    out = subprocess.run(_digits("train", "--resume", run), capture_output=True, text=True,
+                         stdin=subprocess.DEVNULL)
+    assert out.returncode == 0, out.stderr
+    assert list(pd.read_csv(run / "history.csv")["epoch"]) == list(range(1, 31))
+
+
+def test_truncated_foreign_and_mismatched_run_files(tiny_run, tmp_path):
+    import shutil
+
+    source, _, _ = tiny_run
+    run = tmp_path / "run"
+    shutil.copytree(source, run)
+    blob = (run / "model.keras").read_bytes()
+
+    (run / "model.keras").write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(InputError, match="cannot be loaded"):
+        load_run(run)
+
+    (run / "model.keras").write_text("hello, I am not a model")
+    with pytest.raises(InputError, match="cannot be loaded"):
+        load_run(run)
+
+    (run / "model.keras").write_bytes(blob)
+    info = json.loads((run / "config.json").read_text())
+    info["preprocessing"]["pixel_mean"] += 5.0
+    (run / "config.json").write_text(json.dumps(info))
+    with pytest.raises(InputError, match="does not match model.keras"):
+        load_run(run)
+
+    (run / "config.json").write_text("{ not json")
+    with pytest.raises(InputError, match="not valid JSON"):
+        load_run(run)
+
+
+def test_model_with_code_is_refused_by_safe_mode(tiny_run, tmp_path):
+    """A .keras file carrying a Lambda layer (arbitrary Python) must not be deserialised."""
+    import shutil
+
+    source, _, _ = tiny_run
+    run = tmp_path / "run"
+    shutil.copytree(source, run)
+    inputs = keras.Input((28, 28, 1))
+    x = keras.layers.Lambda(lambda t: t * 0 + 1)(inputs)
+    x = keras.layers.Flatten()(x)
+    evil = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(x))
+    evil.save(run / "model.keras")
+    with pytest.raises(InputError, match="cannot be loaded"):
+        load_run(run)
+
+
+def test_unwritable_run_dir_fails_before_training(small_demo, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where a directory should be")
+    config = get_recipe("default").replace(**TINY)
+    with pytest.raises(InputError, match="cannot be written"):
+        train(config, small_demo.train_csv, blocker / "run", verbose=0)
+
+
+def test_existing_run_is_not_corrupted_by_a_failing_one(tiny_run, small_demo, tmp_path):
+    import shutil
+
+    source, _, _ = tiny_run
+    run = tmp_path / "run"
+    shutil.copytree(source, run)
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    bad = tmp_path / "bad.csv"
+    bad.write_text("label,pixel0\n1,1\n")
+    with pytest.raises(InputError):
+        train(get_recipe("default"), bad, run, verbose=0)
+    after = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    assert before == after
