@@ -180,3 +180,25 @@ def test_bad_submissions_are_located(tmp_path, content, line, words):
     with pytest.raises(InputError) as info:
         read_submission(path)
     assert info.value.line == line and words in str(info.value)
+
+
+def test_streamed_chunks_equal_the_whole_file(small_demo):
+    from digit_recognizer.data import iter_test_chunks
+
+    chunks = list(iter_test_chunks(small_demo.test_csv, block_bytes=64 * 1024))
+    assert len(chunks) > 3  # really streamed in pieces
+    whole = load_test_csv(small_demo.test_csv, use_cache=False).pixels
+    np.testing.assert_array_equal(np.concatenate(chunks), whole)
+
+
+def test_streamed_bad_row_after_good_chunks_is_located(tmp_path, rng):
+    from digit_recognizer.data import iter_test_chunks
+
+    path = tmp_path / "test.csv"
+    write_test_csv(path, rng.integers(0, 256, (300, 28, 28), dtype=np.uint8))
+    with open(path, "a") as f:
+        f.write(",".join(["1"] * 783 + ["x"]) + "\n")
+    with pytest.raises(InputError) as info:
+        for _ in iter_test_chunks(path, block_bytes=32 * 1024):
+            pass
+    assert info.value.line == 302 and info.value.column == 784

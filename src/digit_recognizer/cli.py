@@ -54,13 +54,43 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _is_csv(path: Path) -> bool:
+    return path.name.lower().endswith((".csv", ".csv.gz"))
+
+
 def cmd_predict(args) -> int:
     from .predict import predict_csv
 
-    t = time.perf_counter()
-    probabilities = predict_csv(args.run_dir, args.test_csv, args.output)
-    print(f"wrote {args.output}: {len(probabilities)} predictions in "
-          f"{time.perf_counter() - t:.1f} s")
+    if len(args.inputs) == 1 and _is_csv(args.inputs[0]):
+        t = time.perf_counter()
+        labels = predict_csv(args.run_dir, args.inputs[0], args.output or Path("submission.csv"))
+        print(f"wrote {args.output or 'submission.csv'}: {len(labels)} predictions in "
+              f"{time.perf_counter() - t:.1f} s")
+        return 0
+    if any(_is_csv(p) for p in args.inputs):
+        raise SystemExit("digits predict: give one test CSV, or image files, not both")
+    return predict_image_files(args)
+
+
+def predict_image_files(args) -> int:
+    from .images import save_digit_png
+    from .predict import load_run, predict_images, top_k
+
+    run = load_run(args.run_dir)
+    digits, probabilities = predict_images(run.model, args.inputs)
+    if args.format == "csv":
+        print("file,label,probability")
+    for path, pixels, probs in zip(args.inputs, digits, probabilities):
+        best = top_k(probs)
+        if args.format == "csv":
+            print(f"{path},{best[0][0]},{best[0][1]:.6f}")
+        else:
+            others = "  ".join(f"{d}: {p:.1%}" for d, p in best)
+            print(f"{path}: {best[0][0]}   ({others})")
+        if args.show:
+            save_digit_png(pixels, args.show / f"{Path(path).stem}.seen.png")
+    if args.show:
+        print(f"what the model saw: {args.show}/*.seen.png", file=sys.stderr)
     return 0
 
 
@@ -128,6 +158,14 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from .serve import serve
+
+    print(f"serving {args.run_dir} on http://{args.host}:{args.port}/ (Ctrl-C stops)")
+    serve(args.run_dir, host=args.host, port=args.port)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .config import RECIPES
 
@@ -161,10 +199,16 @@ def build_parser() -> argparse.ArgumentParser:
     training_options(p)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("predict", help="predict a test CSV and write a Kaggle submission")
+    p = sub.add_parser("predict", help="predict a test CSV (-> Kaggle submission) or images",
+                       description="digits predict RUN TEST_CSV -o submission.csv, or "
+                                   "digits predict RUN IMAGE... (PNG, JPEG, any size/polarity)")
     p.add_argument("run_dir", type=Path)
-    p.add_argument("test_csv", type=Path)
-    p.add_argument("-o", "--output", type=Path, default=Path("submission.csv"))
+    p.add_argument("inputs", type=Path, nargs="+", metavar="TEST_CSV|IMAGE")
+    p.add_argument("-o", "--output", type=Path, help="submission file (default submission.csv)")
+    p.add_argument("--show", type=Path, metavar="DIR",
+                   help="images: save the 28x28 digit the model saw, as DIR/NAME.seen.png")
+    p.add_argument("--format", choices=["text", "csv"], default="text",
+                   help="images: 'csv' prints file,label,probability rows")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("score", help="check a submission's format and score it")
@@ -178,6 +222,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("labeled_csv", type=Path, help="labeled CSV (Kaggle train.csv format)")
     p.add_argument("--report", type=Path, help="report directory (default RUN/report)")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("serve", help="HTTP API and a drawing page for a trained run")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("run", help="the main job: data, train, predict, submission, score")
     p.add_argument("--data", type=Path, default=Path("data"),

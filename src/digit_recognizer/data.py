@@ -121,6 +121,42 @@ def _load_csv(path: Path, columns: tuple[str, ...], use_cache: bool) -> DigitsDa
     return DigitsData(pixels, labels, path=str(path), sha256=digest)
 
 
+def iter_test_chunks(path, block_bytes: int = 1 << 24):
+    """Stream an unlabeled CSV as uint8 pixel chunks (n, 28, 28), ~`block_bytes` of CSV each,
+    so a file of any size is predicted in bounded memory. Bad input raises InputError (located
+    by the strict reader) even when earlier chunks were fine."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "no such file")
+    if path.is_dir():
+        raise InputError(path, "is a directory, expected a CSV file")
+    _check_header(path, TEST_COLUMNS)
+    rows = 0
+    try:
+        reader = pcsv.open_csv(
+            path, read_options=pcsv.ReadOptions(block_size=block_bytes),
+            convert_options=pcsv.ConvertOptions(
+                column_types={name: pa.uint8() for name in TEST_COLUMNS}))
+        for batch in reader:
+            chunk = np.empty((batch.num_rows, N_PIXELS), dtype=np.uint8)
+            for j, column in enumerate(batch.columns):
+                if column.null_count:
+                    raise ValueError("empty cell")
+                chunk[:, j] = column.to_numpy(zero_copy_only=False)
+            rows += len(chunk)
+            yield chunk.reshape(-1, IMAGE_SIZE, IMAGE_SIZE)
+    except InputError:
+        raise
+    except Exception as e:
+        locate_csv_problem(path, TEST_COLUMNS)
+        raise InputError(path, f"cannot be parsed as CSV: {e}") from e
+    if rows == 0:
+        raise InputError(path, "has a header but no rows", line=2)
+
+
 def _read_fast(path: Path, columns: tuple[str, ...]):
     import pyarrow as pa
     import pyarrow.csv as pcsv

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import load_test_csv, write_submission
+from .data import write_submission
 from .errors import InputError
 from .train import CONFIG_FILE, MODEL_FILE, to_inputs
 
@@ -80,10 +80,38 @@ def predict_labels(probabilities: np.ndarray) -> np.ndarray:
     return np.asarray(probabilities).argmax(axis=1).astype(np.uint8)
 
 
-def predict_csv(run_dir, test_csv, submission_path) -> np.ndarray:
-    """Read a test CSV, predict, write Kaggle's submission; returns the probabilities."""
+def predict_csv(run_dir, test_csv, submission_path, progress: bool | None = None) -> np.ndarray:
+    """Read a test CSV in chunks, predict, write Kaggle's submission; returns the labels.
+
+    Streams the CSV (bounded memory for any number of rows) and keeps only one byte per
+    image; the submission is written atomically at the end, so bad input found half-way
+    leaves no file. `progress=None` shows a progress bar only on a terminal.
+    """
+    from tqdm import tqdm
+
+    from .data import iter_test_chunks
+
     run = load_run(run_dir)
-    test = load_test_csv(test_csv)
-    probabilities = predict_proba(run.model, test.pixels)
-    write_submission(submission_path, predict_labels(probabilities))
-    return probabilities
+    labels = []
+    with tqdm(unit=" img", desc="predict", disable=None if progress is None else not progress,
+              leave=False) as bar:
+        for chunk in iter_test_chunks(test_csv):
+            labels.append(predict_labels(predict_proba(run.model, chunk)))
+            bar.update(len(chunk))
+    labels = np.concatenate(labels)
+    write_submission(submission_path, labels)
+    return labels
+
+
+def top_k(probabilities: np.ndarray, k: int = 3) -> list[tuple[int, float]]:
+    """[(digit, probability), ...] for one image's probabilities, most likely first."""
+    order = np.argsort(-np.asarray(probabilities), kind="stable")[:k]
+    return [(int(d), float(probabilities[d])) for d in order]
+
+
+def predict_images(model, paths) -> tuple[np.ndarray, np.ndarray]:
+    """Image files -> (the 28x28 digits the model saw, their probabilities)."""
+    from .images import image_to_mnist
+
+    digits = np.stack([image_to_mnist(p) for p in paths])
+    return digits, predict_proba(model, digits)

@@ -1,0 +1,145 @@
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image, ImageFilter
+
+from digit_recognizer.cli import main
+from digit_recognizer.errors import InputError
+from digit_recognizer.images import image_to_mnist, to_mnist
+
+
+def layout(digit, scale=3, canvas=(120, 160), at=(10, 70), invert=True, thicken=0, rgb=False):
+    """Paste an MNIST digit into a photo-like layout: bigger, off-centre, dark on light."""
+    img = Image.fromarray(digit).resize((28 * scale, 28 * scale), Image.Resampling.BILINEAR)
+    for _ in range(thicken):
+        img = img.filter(ImageFilter.MaxFilter(3))
+    page = Image.new("L", (canvas[1], canvas[0]), 0)
+    page.paste(img, (at[1], at[0]))
+    arr = np.asarray(page)
+    if invert:
+        arr = 255 - arr
+    if rgb:
+        arr = np.stack([arr, arr, arr], axis=-1)
+    return arr
+
+
+def png_bytes(arr):
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def centre_of_mass(x):
+    ys, xs = np.indices(x.shape)
+    return (ys * x).sum() / x.sum(), (xs * x).sum() / x.sum()
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(), dict(invert=False), dict(scale=5, at=(0, 0), canvas=(150, 150)),
+    dict(scale=1, at=(90, 120)), dict(thicken=2), dict(rgb=True),
+])
+def test_mnist_conventions(mnist, kwargs):
+    digit = mnist["test_pixels"][0]
+    image = layout(digit, **kwargs)
+    grey = image.mean(axis=-1) if image.ndim == 3 else image
+    out = to_mnist(grey)
+    assert out.shape == (28, 28) and out.dtype == np.uint8
+    # light digit on dark background, whatever the input's polarity
+    assert out[0].max() == 0 and out.max() >= 200
+    rows, cols = np.flatnonzero(out.any(1)), np.flatnonzero(out.any(0))
+    height, width = rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1
+    assert max(height, width) in (20, 21)  # longer side scaled to 20 px (+1 for anti-aliasing)
+    cy, cx = centre_of_mass(out.astype(float))
+    assert abs(cy - 13.5) <= 1.0 and abs(cx - 13.5) <= 1.0  # centred on the centre of mass
+
+
+def test_round_trip_resembles_the_original(mnist):
+    """An MNIST digit, blown up and moved, comes back close to itself."""
+    corr = []
+    for digit in mnist["test_pixels"][:50]:
+        out = to_mnist(layout(digit)).astype(float)
+        corr.append(np.corrcoef(out.ravel(), digit.astype(float).ravel())[0, 1])
+    assert np.median(corr) > 0.8
+
+
+def test_bad_images(tmp_path):
+    (tmp_path / "notes.png").write_text("this is not a png")
+    with pytest.raises(InputError, match="not a readable image"):
+        image_to_mnist(tmp_path / "notes.png")
+    blank = np.full((50, 50), 240, np.uint8)
+    with pytest.raises(InputError, match="blank"):
+        image_to_mnist(png_bytes(blank), "blank.png")
+    with pytest.raises(InputError, match="no such file"):
+        image_to_mnist(tmp_path / "missing.png")
+    big = Image.new("L", (8000, 6000), 255)  # 48 MP, compresses to a small file
+    buf = io.BytesIO()
+    big.save(buf, format="PNG")
+    with pytest.raises(InputError, match="more than"):
+        image_to_mnist(buf.getvalue(), "huge.png")
+
+
+def test_transparent_drawing_is_read_as_ink_on_white(mnist):
+    ink = layout(mnist["test_pixels"][1], invert=False)
+    rgba = np.zeros(ink.shape + (4,), np.uint8)
+    rgba[..., 3] = ink  # black strokes on a transparent canvas
+    buf = io.BytesIO()
+    Image.fromarray(rgba, mode="RGBA").save(buf, format="PNG")
+    out = image_to_mnist(buf.getvalue(), "drawing.png")
+    assert out.max() >= 200 and out[0].max() == 0
+
+
+def test_predict_images_cli(tiny_run, mnist, tmp_path, capsys):
+    run_dir, _, _ = tiny_run
+    paths = []
+    for i in range(3):
+        path = tmp_path / f"digit{i}.jpg"
+        Image.fromarray(layout(mnist["test_pixels"][i])).convert("RGB").save(path, quality=90)
+        paths.append(str(path))
+    show = tmp_path / "seen"
+    assert main(["predict", str(run_dir), *paths, "--show", str(show)]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 3 and all("%" in line for line in out)
+    assert len(list(show.glob("*.seen.png"))) == 3
+    assert main(["predict", str(run_dir), *paths, "--format", "csv"]) == 0
+    rows = capsys.readouterr().out.strip().splitlines()
+    assert rows[0] == "file,label,probability" and len(rows) == 4
+    label, prob = rows[1].split(",")[1:]
+    assert label.isdigit() and 0 <= float(prob) <= 1
+    (tmp_path / "bad.png").write_bytes(b"nope")
+    assert main(["predict", str(run_dir), str(tmp_path / "bad.png")]) == 2
+    assert "bad.png" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_held_out_digits_survive_the_whole_image_path(mnist):
+    """Train briefly on MNIST's training images, then predict 1,000 held-out test digits pasted
+    into photo-like layouts (bigger, off-centre, dark on light, as PNG files): >= 98%."""
+    from digit_recognizer.config import get_recipe
+    from digit_recognizer.data import DigitsData
+    from digit_recognizer.predict import load_run, predict_images, predict_proba
+    import tempfile
+    from pathlib import Path
+
+    from digit_recognizer.train import train
+
+    data = DigitsData(mnist["train_pixels"][:20_000], mnist["train_labels"][:20_000], "mnist", "-")
+    with tempfile.TemporaryDirectory() as tmp:
+        train(get_recipe("default").replace(epochs=2), data, Path(tmp) / "run", verbose=0)
+        run = load_run(Path(tmp) / "run")
+        rng = np.random.default_rng(0)
+        test_x, test_y = mnist["test_pixels"][:1000], mnist["test_labels"][:1000]
+        direct = (predict_proba(run.model, test_x).argmax(1) == test_y).mean()
+        paths = []
+        for i, digit in enumerate(test_x):
+            scale = int(rng.integers(2, 6))
+            at = (int(rng.integers(0, 40)), int(rng.integers(0, 60)))
+            canvas = (28 * scale + 45, 28 * scale + 65)
+            path = Path(tmp) / f"{i}.png"
+            Image.fromarray(layout(digit, scale, canvas, at, invert=bool(i % 2))).save(path)
+            paths.append(path)
+        _, probabilities = predict_images(run.model, paths)
+        through = (probabilities.argmax(1) == test_y).mean()
+    assert direct >= 0.98
+    assert through >= 0.98, f"direct {direct:.4f}, through the image path {through:.4f}"

@@ -1,0 +1,69 @@
+import io
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from digit_recognizer.serve import MAX_BODY_BYTES, create_app
+
+
+@pytest.fixture(scope="module")
+def client(tiny_run):
+    run_dir, _, _ = tiny_run
+    return TestClient(create_app(run_dir))
+
+
+def png(mnist_digit):
+    buf = io.BytesIO()
+    Image.fromarray(255 - np.kron(mnist_digit, np.ones((4, 4), np.uint8))).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def check_prediction(body):
+    assert set(body) >= {"label", "probabilities", "top3"}
+    assert 0 <= body["label"] <= 9 and len(body["probabilities"]) == 10
+    assert abs(sum(body["probabilities"]) - 1) < 1e-3
+    assert body["top3"][0]["digit"] == body["label"] and len(body["top3"]) == 3
+
+
+def test_healthz_and_page(client):
+    assert client.get("/healthz").json()["status"] == "ok"
+    page = client.get("/")
+    assert page.status_code == 200 and "<canvas" in page.text and "/predict" in page.text
+
+
+def test_predict_upload_raw_and_json(client, mnist):
+    digit = mnist["test_pixels"][0]
+    r = client.post("/predict", files={"file": ("d.png", png(digit), "image/png")})
+    assert r.status_code == 200, r.text
+    check_prediction(r.json())
+    r = client.post("/predict", content=png(digit), headers={"Content-Type": "image/png"})
+    assert r.status_code == 200, r.text
+    check_prediction(r.json())
+    r = client.post("/predict", json={"pixels": digit.ravel().tolist()})
+    assert r.status_code == 200, r.text
+    check_prediction(r.json())
+    assert r.json()["pixels"] == digit.ravel().tolist()  # JSON pixels are used as given
+
+
+@pytest.mark.parametrize("kwargs, status", [
+    (dict(json={"pixels": [0] * 783}), 422),
+    (dict(json={"pixels": [0] * 783 + [300]}), 422),
+    (dict(json={"pixels": ["a"] * 784}), 422),
+    (dict(json=[1, 2, 3]), 422),
+    (dict(content=b"{not json", headers={"Content-Type": "application/json"}), 422),
+    (dict(content=b"not an image", headers={"Content-Type": "image/png"}), 422),
+    (dict(content=b"", headers={"Content-Type": "image/png"}), 400),
+    (dict(files={"notfile": (None, "x")}), 422),
+])
+def test_bad_payloads_get_4xx_json(client, kwargs, status):
+    r = client.post("/predict", **kwargs)
+    assert r.status_code == status, r.text
+    assert "error" in r.json()
+
+
+def test_oversized_payload_is_rejected(client):
+    r = client.post("/predict", content=b"\0" * (MAX_BODY_BYTES + 1),
+                    headers={"Content-Type": "image/png"})
+    assert r.status_code == 413 and "error" in r.json()
