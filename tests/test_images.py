@@ -55,15 +55,6 @@ def test_mnist_conventions(mnist, kwargs):
     assert abs(cy - 13.5) <= 1.0 and abs(cx - 13.5) <= 1.0  # centred on the centre of mass
 
 
-def test_round_trip_resembles_the_original(mnist):
-    """An MNIST digit, blown up and moved, comes back close to itself."""
-    corr = []
-    for digit in mnist["test_pixels"][:50]:
-        out = to_mnist(layout(digit)).astype(float)
-        corr.append(np.corrcoef(out.ravel(), digit.astype(float).ravel())[0, 1])
-    assert np.median(corr) > 0.8
-
-
 def test_bad_images(tmp_path):
     (tmp_path / "notes.png").write_text("this is not a png")
     with pytest.raises(InputError, match="not a readable image"):
@@ -114,7 +105,7 @@ def test_predict_images_cli(tiny_run, mnist, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_held_out_digits_survive_the_whole_image_path(mnist):
-    """Train briefly on MNIST's training images, then predict 1,000 held-out test digits pasted
+    """Train (3 epochs of 30,000) on MNIST's training images, then predict 1,000 held-out test digits pasted
     into photo-like layouts (bigger, off-centre, dark on light, as PNG files): >= 98%."""
     from digit_recognizer.config import get_recipe
     from digit_recognizer.data import DigitsData
@@ -124,9 +115,9 @@ def test_held_out_digits_survive_the_whole_image_path(mnist):
 
     from digit_recognizer.train import train
 
-    data = DigitsData(mnist["train_pixels"][:20_000], mnist["train_labels"][:20_000], "mnist", "-")
+    data = DigitsData(mnist["train_pixels"][:30_000], mnist["train_labels"][:30_000], "mnist", "-")
     with tempfile.TemporaryDirectory() as tmp:
-        train(get_recipe("default").replace(epochs=2), data, Path(tmp) / "run", verbose=0)
+        train(get_recipe("default").replace(epochs=3), data, Path(tmp) / "run", verbose=0)
         run = load_run(Path(tmp) / "run")
         rng = np.random.default_rng(0)
         test_x, test_y = mnist["test_pixels"][:1000], mnist["test_labels"][:1000]

@@ -74,9 +74,11 @@ def to_mnist(grey: np.ndarray, name: str = "image") -> np.ndarray:
     if ink.max() < 32:  # less than an eighth of full contrast anywhere: nothing drawn
         raise InputError(name, "is blank: no digit found (no ink against the background)")
     ink = ink * (255.0 / ink.max())
-    ink[ink < 0.15 * 255] = 0  # paper texture and JPEG noise are not ink
-
-    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    # The digit's box is where ink reaches 15% of full contrast (paper texture and JPEG noise
+    # do not count), but the faint anti-aliased edges inside it are kept, as in MNIST.
+    strong = ink >= 0.15 * 255
+    ink[ink < 0.05 * 255] = 0
+    rows, cols = np.flatnonzero(strong.any(axis=1)), np.flatnonzero(strong.any(axis=0))
     crop = ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
     h, w = crop.shape
     scale = DIGIT_BOX / max(h, w)

@@ -7,8 +7,8 @@
 The model is loaded once, at start-up.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: FastAPI reads the endpoint annotations
+# (`request: Request`) at run time.
 import json
 from importlib import resources
 
