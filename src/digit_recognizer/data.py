@@ -124,7 +124,11 @@ def _load_csv(path: Path, columns: tuple[str, ...], use_cache: bool) -> DigitsDa
 def iter_test_chunks(path, block_bytes: int = 1 << 24):
     """Stream an unlabeled CSV as uint8 pixel chunks (n, 28, 28), ~`block_bytes` of CSV each,
     so a file of any size is predicted in bounded memory. Bad input raises InputError (located
-    by the strict reader) even when earlier chunks were fine."""
+    by the strict reader) even when earlier chunks were fine.
+
+    Whole lines are cut off here and each piece is parsed by pyarrow on its own: pyarrow's own
+    streaming reader (`open_csv`) reached ~700 MB peak RSS on a 900 MB file, this stays flat.
+    """
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
@@ -134,20 +138,23 @@ def iter_test_chunks(path, block_bytes: int = 1 << 24):
     if path.is_dir():
         raise InputError(path, "is a directory, expected a CSV file")
     _check_header(path, TEST_COLUMNS)
+    read_options = pcsv.ReadOptions(column_names=list(TEST_COLUMNS), block_size=block_bytes + 4096)
+    convert_options = pcsv.ConvertOptions(column_types={n: pa.uint8() for n in TEST_COLUMNS})
     rows = 0
     try:
-        reader = pcsv.open_csv(
-            path, read_options=pcsv.ReadOptions(block_size=block_bytes),
-            convert_options=pcsv.ConvertOptions(
-                column_types={name: pa.uint8() for name in TEST_COLUMNS}))
-        for batch in reader:
-            chunk = np.empty((batch.num_rows, N_PIXELS), dtype=np.uint8)
-            for j, column in enumerate(batch.columns):
-                if column.null_count:
-                    raise ValueError("empty cell")
-                chunk[:, j] = column.to_numpy(zero_copy_only=False)
-            rows += len(chunk)
-            yield chunk.reshape(-1, IMAGE_SIZE, IMAGE_SIZE)
+        with (gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")) as f:
+            f.readline()  # the header, checked already
+            while lines := f.readlines(block_bytes):
+                table = pcsv.read_csv(io.BytesIO(b"".join(lines)), read_options=read_options,
+                                      convert_options=convert_options)
+                chunk = np.empty((table.num_rows, N_PIXELS), dtype=np.uint8)
+                for j, column in enumerate(table.columns):
+                    if column.null_count:
+                        raise ValueError("empty cell")
+                    chunk[:, j] = column.to_numpy()
+                rows += len(chunk)
+                if len(chunk):
+                    yield chunk.reshape(-1, IMAGE_SIZE, IMAGE_SIZE)
     except InputError:
         raise
     except Exception as e:
