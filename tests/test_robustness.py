@@ -197,3 +197,22 @@ def test_existing_run_is_not_corrupted_by_a_failing_one(tiny_run, small_demo, tm
         train(get_recipe("default"), bad, run, verbose=0)
     after = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
     assert before == after
+
+
+def test_full_disk_fails_before_training(small_demo, tmp_path, monkeypatch):
+    """ENOSPC while probing the run directory stops before any training or writing."""
+    import errno
+    from pathlib import Path
+
+    real_write_bytes = Path.write_bytes
+
+    def full_disk(self, data):
+        if ".write-test" in self.name:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write_bytes(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", full_disk)
+    run = tmp_path / "run"
+    with pytest.raises(InputError, match="No space left"):
+        train(get_recipe("default").replace(**TINY), small_demo.train_csv, run, verbose=0)
+    assert not any(p.name in {"model.keras", "config.json", "history.csv"} for p in run.iterdir())
