@@ -72,15 +72,7 @@ def predict_proba(model, pixels: np.ndarray, batch_size: int = PREDICT_BATCH) ->
     x = to_inputs(pixels)
     out = np.empty((len(x), 10), dtype=np.float32)
     for start in range(0, len(x), batch_size):
-        batch = x[start:start + batch_size]
-        n = len(batch)
-        # Pad a short batch to a power of two: TensorFlow traces a new graph for every new
-        # batch shape, and streaming chunks of varying length would otherwise pile them up
-        # (memory grew ~1 KB per row on a 500,000-row file). At most 11 shapes ever.
-        padded = min(batch_size, 1 << (n - 1).bit_length())
-        if padded != n:
-            batch = np.concatenate([batch, np.zeros((padded - n, *batch.shape[1:]), batch.dtype)])
-        out[start:start + n] = np.asarray(model.predict_on_batch(batch))[:n]
+        out[start:start + batch_size] = np.asarray(model.predict_on_batch(x[start:start + batch_size]))
     return out
 
 
