@@ -71,13 +71,24 @@ def load_test_csv(path, use_cache: bool = True) -> DigitsData:
     return _load_csv(Path(path), TEST_COLUMNS, use_cache)
 
 
+def _open_binary(path: Path):
+    """Byte stream of a CSV, decompressed when the name ends in .gz."""
+    return gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")
+
+
 def _open_text(path: Path):
     """Text stream that accepts .gz, a UTF-8 BOM and any line ending."""
-    raw = gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")
-    return io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+    return io.TextIOWrapper(_open_binary(path), encoding="utf-8-sig", newline="")
 
 
-def _sha256(path: Path) -> str:
+def _check_csv_file(path: Path) -> None:
+    if not path.exists():
+        raise InputError(path, "no such file")
+    if path.is_dir():
+        raise InputError(path, "is a directory, expected a CSV file")
+
+
+def file_sha256(path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(1 << 22):
@@ -86,11 +97,8 @@ def _sha256(path: Path) -> str:
 
 
 def _load_csv(path: Path, columns: tuple[str, ...], use_cache: bool) -> DigitsData:
-    if not path.exists():
-        raise InputError(path, "no such file")
-    if path.is_dir():
-        raise InputError(path, "is a directory, expected a CSV file")
-    digest = _sha256(path)
+    _check_csv_file(path)
+    digest = file_sha256(path)
     cache = path.with_name(path.name + CACHE_SUFFIX)
     if use_cache and (cached := _read_cache(cache, digest, columns)) is not None:
         return DigitsData(*cached, path=str(path), sha256=digest)
@@ -133,16 +141,13 @@ def iter_test_chunks(path, block_bytes: int = 1 << 24):
     import pyarrow.csv as pcsv
 
     path = Path(path)
-    if not path.exists():
-        raise InputError(path, "no such file")
-    if path.is_dir():
-        raise InputError(path, "is a directory, expected a CSV file")
+    _check_csv_file(path)
     _check_header(path, TEST_COLUMNS)
     read_options = pcsv.ReadOptions(column_names=list(TEST_COLUMNS), block_size=block_bytes + 4096)
     convert_options = pcsv.ConvertOptions(column_types={n: pa.uint8() for n in TEST_COLUMNS})
     rows = 0
     try:
-        with (gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")) as f:
+        with _open_binary(path) as f:
             f.readline()  # the header, checked already
             while lines := f.readlines(block_bytes):
                 table = pcsv.read_csv(io.BytesIO(b"".join(lines)), read_options=read_options,

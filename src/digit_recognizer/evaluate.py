@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .data import read_submission
+from .data import file_sha256, read_submission
 from .errors import InputError
 
 
@@ -55,7 +55,7 @@ def report_predictions(run, data, probabilities, report_dir=None) -> dict:
     from pathlib import Path
 
     from .predict import predict_labels
-    from .report import file_sha256, write_report
+    from .report import write_report
     from .train import CURVES_FILE, MODEL_FILE
 
     model_path = Path(run.run_dir) / MODEL_FILE
@@ -71,7 +71,7 @@ def report_predictions(run, data, probabilities, report_dir=None) -> dict:
 
 def report_submission(submission_path, answers_path, report_dir) -> dict:
     """Confusion matrix and per-class table from a submission and an answer key (no model)."""
-    from .report import file_sha256, write_report
+    from .report import write_report
 
     score_submission(submission_path, answers_path)  # format checks first
     predicted, truth = read_submission(submission_path), read_submission(answers_path)

@@ -4,7 +4,6 @@ self-contained report.html. Metrics come from scikit-learn, pictures from matplo
 from __future__ import annotations
 
 import base64
-import hashlib
 import html
 import json
 from pathlib import Path
@@ -66,14 +65,6 @@ def most_confident_errors(y_true, probabilities, k: int = 24) -> np.ndarray:
     wrong = np.flatnonzero(predicted != y_true)
     confidence = probabilities[wrong, predicted[wrong]]
     return wrong[np.argsort(-confidence, kind="stable")][:k]
-
-
-def file_sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------
