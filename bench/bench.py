@@ -130,13 +130,13 @@ def train_contender(name: str, data_dir: Path, max_minutes: float) -> dict:
         x = to_inputs(train_data.pixels)
         y = keras.utils.to_categorical(train_data.labels, 10)
         n_train = int(len(x) * 0.9)
-        history = model.fit(x, y, batch_size=BATCH_SIZE, epochs=EPOCHS, validation_split=0.1,
-                            verbose=0, callbacks=[observer, cap])
+        model.fit(x, y, batch_size=BATCH_SIZE, epochs=EPOCHS, validation_split=0.1, verbose=0,
+                  callbacks=[observer, cap])
         flops, batch, epochs_planned = forward_flops(model), BATCH_SIZE, EPOCHS
     else:
         config = get_recipe(name).replace(seed=SEED)
-        result = train(config, train_data, ROOT / "bench" / "results" / f"run-{name}",
-                       callbacks=[observer, cap], verbose=0)
+        train(config, train_data, ROOT / "bench" / "results" / f"run-{name}",
+              callbacks=[observer, cap], verbose=0)
         n_train = len(train_data) - int(np.ceil(len(train_data) * config.val_fraction))
         flops = forward_flops(build_model(config))
         batch, epochs_planned = config.batch_size, config.epochs

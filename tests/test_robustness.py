@@ -1,12 +1,10 @@
 """Interruptions, resume, kills at random moments, untrusted run files, unwritable outputs."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
-import zipfile
 
 import keras
 import numpy as np

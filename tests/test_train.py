@@ -5,10 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from digit_recognizer.config import get_recipe
 from digit_recognizer.data import load_train_csv
 from digit_recognizer.predict import load_run, predict_labels, predict_proba
-from digit_recognizer.train import pixel_statistics, split_train_val, train
+from digit_recognizer.train import pixel_statistics, split_train_val
 
 
 def test_split_is_stratified_seeded_and_disjoint(small_demo):
