@@ -28,14 +28,19 @@ def score_labels(predicted: np.ndarray, truth: np.ndarray) -> Score:
     return Score(accuracy(predicted, truth), len(truth), int((predicted != truth).sum()))
 
 
-def score_submission(submission_path, answers_path) -> Score:
-    """Check a submission's format (header, ids, labels, row count) and score it."""
+def read_scored_pair(submission_path, answers_path) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted, truth) labels, after Kaggle's format checks and a row-count match."""
     answers = read_submission(answers_path)
     predicted = read_submission(submission_path)
     if len(predicted) != len(answers):
         raise InputError(submission_path, f"has {len(predicted)} rows but the answer key "
                                           f"{answers_path} has {len(answers)}")
-    return score_labels(predicted, answers)
+    return predicted, answers
+
+
+def score_submission(submission_path, answers_path) -> Score:
+    """Check a submission's format (header, ids, labels, row count) and score it."""
+    return score_labels(*read_scored_pair(submission_path, answers_path))
 
 
 def evaluate_run(run_dir, labeled_csv, report_dir=None) -> dict:
@@ -73,8 +78,7 @@ def report_submission(submission_path, answers_path, report_dir) -> dict:
     """Confusion matrix and per-class table from a submission and an answer key (no model)."""
     from .report import write_report
 
-    score_submission(submission_path, answers_path)  # format checks first
-    predicted, truth = read_submission(submission_path), read_submission(answers_path)
+    predicted, truth = read_scored_pair(submission_path, answers_path)
     sources = {"submission": {"path": str(submission_path), "sha256": file_sha256(submission_path)},
                "data": {"path": str(answers_path), "rows": len(truth),
                         "sha256": file_sha256(answers_path)}}

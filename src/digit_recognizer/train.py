@@ -274,21 +274,21 @@ def train(config: Config, train_data: DigitsData | str | os.PathLike, run_dir,
     start = time.perf_counter()
 
     def finish(status: str) -> TrainResult:
+        """Curves, final config.json and the result, from the history rows held in memory
+        (the same rows HistoryWriter has written to history.csv)."""
         seconds = time.perf_counter() - start
-        frame = pd.read_csv(run_dir / HISTORY_FILE) if (run_dir / HISTORY_FILE).exists() else None
-        if frame is None or frame.empty:
-            info["status"] = status
+        frame = pd.DataFrame([history_rows[e] for e in sorted(history_rows)])
+        info["status"] = status
+        if frame.empty:  # interrupted before the first epoch ended
             write_json_atomic(run_dir / CONFIG_FILE, info)
             return TrainResult(run_dir, float("nan"), 0, 0, seconds, frame)
         best = int(frame[monitor].idxmax())
+        best_epoch, best_value = int(frame["epoch"][best]), float(frame[monitor][best])
         plot_curves(frame, run_dir / CURVES_FILE, title=f"recipe '{config.recipe}'")
-        info["status"] = status
-        info["result"] = {"best_epoch": int(frame["epoch"][best]),
-                          f"best_{monitor}": float(frame[monitor][best]),
+        info["result"] = {"best_epoch": best_epoch, f"best_{monitor}": best_value,
                           "epochs_run": len(frame), "train_seconds": round(seconds, 2)}
         write_json_atomic(run_dir / CONFIG_FILE, info)
-        return TrainResult(run_dir, float(frame[monitor][best]), int(frame["epoch"][best]),
-                           len(frame), seconds, frame)
+        return TrainResult(run_dir, best_value, best_epoch, len(frame), seconds, frame)
 
     try:
         # shuffle=False: the tf.data pipeline already reshuffles every epoch.
