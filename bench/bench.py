@@ -196,16 +196,16 @@ def measure_io(data_dir: Path, run_dir: Path, work: Path) -> dict:
         out[label] = {"pandas_read_csv": timed(lambda: pd.read_csv(path)),
                       "cold": timed(cold), "cached": timed(lambda: loader(path))}
 
-    run = load_run(run_dir)
+    model = load_run(run_dir).models[0]
     x = load_test_csv(test28k).pixels
     inputs = to_inputs(x)
-    ours = predict_proba(run.model, x)
-    plain = run.model.predict(inputs, batch_size=1024, verbose=0)
+    ours = predict_proba(model, x)
+    plain = model.predict(inputs, batch_size=1024, verbose=0)
     out["inference"] = {
         "rows": len(x),
-        "model_predict_batch1024_s": timed(lambda: run.model.predict(inputs, batch_size=1024,
+        "model_predict_batch1024_s": timed(lambda: model.predict(inputs, batch_size=1024,
                                                                      verbose=0)),
-        "predict_proba_s": timed(lambda: predict_proba(run.model, x)),
+        "predict_proba_s": timed(lambda: predict_proba(model, x)),
         "max_abs_diff": float(np.abs(ours - plain).max()),
         "same_labels": bool((ours.argmax(1) == plain.argmax(1)).all()),
         "predict_csv_in_process_s": timed(lambda: predict_csv(run_dir, test28k,

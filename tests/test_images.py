@@ -120,7 +120,7 @@ def test_held_out_digits_survive_the_whole_image_path(mnist):
         run = load_run(Path(tmp) / "run")
         rng = np.random.default_rng(0)
         test_x, test_y = mnist["test_pixels"][:1000], mnist["test_labels"][:1000]
-        direct = (predict_proba(run.model, test_x).argmax(1) == test_y).mean()
+        direct = (predict_proba(run.models[0], test_x).argmax(1) == test_y).mean()
         paths = []
         for i, digit in enumerate(test_x):
             scale = int(rng.integers(2, 6))
@@ -129,7 +129,7 @@ def test_held_out_digits_survive_the_whole_image_path(mnist):
             path = Path(tmp) / f"{i}.png"
             Image.fromarray(layout(digit, scale, canvas, at, invert=bool(i % 2))).save(path)
             paths.append(path)
-        _, probabilities = predict_images(run.model, paths)
+        _, probabilities = predict_images(run, paths)
         through = (probabilities.argmax(1) == test_y).mean()
     assert direct >= 0.98
     assert through >= 0.98, f"direct {direct:.4f}, through the image path {through:.4f}"

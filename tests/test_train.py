@@ -53,7 +53,7 @@ def test_saved_model_is_the_best_epoch_and_reloads(tiny_run, small_demo):
     run_dir, config, result = tiny_run
     run = load_run(run_dir)
     split = split_train_val(load_train_csv(small_demo.train_csv), config.val_fraction, config.seed)
-    val_acc = (predict_labels(predict_proba(run.model, split.x_val)) == split.y_val).mean()
+    val_acc = (predict_labels(predict_proba(run.models[0], split.x_val)) == split.y_val).mean()
     assert val_acc == pytest.approx(result.best_val_accuracy, abs=1e-6)
 
 

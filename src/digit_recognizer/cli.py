@@ -30,10 +30,13 @@ def cmd_demo_data(args) -> int:
     return 0
 
 
-def _config_from_args(args):
+def _config_from_args(args, base=None):
+    """The recipe named by --recipe (or `base`, else the default) with the options' overrides."""
     from .config import get_recipe
 
-    return get_recipe(args.recipe).replace(
+    if args.recipe or base is None:
+        base = get_recipe(args.recipe or "default")
+    return base.replace(
         epochs=args.epochs, batch_size=args.batch_size, val_fraction=args.val_fraction,
         seed=args.seed, augment=False if getattr(args, "no_augment", False) else None)
 
@@ -42,15 +45,77 @@ def cmd_train(args) -> int:
     from .train import resume_training, train
 
     if args.resume:
-        if args.train_csv or args.run_dir:
-            raise SystemExit("digits train: --resume RUN takes no TRAIN_CSV or --run-dir")
-        result = resume_training(args.resume)
-    else:
-        if not (args.train_csv and args.run_dir):
-            raise SystemExit("digits train: needs TRAIN_CSV and --run-dir (or --resume RUN)")
-        result = train(_config_from_args(args), args.train_csv, args.run_dir)
+        if args.train_csv or args.run_dir or args.ensemble or args.add_members:
+            raise SystemExit("digits train: --resume RUN takes no TRAIN_CSV, --run-dir, "
+                             "--ensemble or --add-members")
+        return resume_run(args.resume)
+    if not args.run_dir:
+        raise SystemExit("digits train: needs --run-dir (or --resume RUN)")
+    if args.ensemble or args.add_members:
+        return train_ensemble_members(args)
+    if not args.train_csv:
+        raise SystemExit("digits train: needs TRAIN_CSV and --run-dir (or --resume RUN)")
+    print_result(train(_config_from_args(args), args.train_csv, args.run_dir))
+    return 0
+
+
+def print_result(result) -> None:
     print(f"best validation accuracy {result.best_val_accuracy:.4f} at epoch {result.best_epoch}"
           f"/{result.epochs_run}, {result.train_seconds:.1f} s; files in {result.run_dir}/")
+
+
+def resume_run(run_dir: Path) -> int:
+    """A single run resumes itself; an ensemble resumes each member that was interrupted."""
+    from .ensemble import is_ensemble, members
+    from .train import BACKUP_DIR, resume_training
+
+    if not is_ensemble(run_dir):
+        print_result(resume_training(run_dir))
+        return 0
+    stopped = [m for m in members(run_dir)
+               if m.status != "complete" and (m.run_dir / BACKUP_DIR).is_dir()]
+    if not stopped:
+        raise InputError(run_dir, "has no interrupted member to resume")
+    for member in stopped:
+        print_result(resume_training(member.run_dir))
+    return 0
+
+
+def train_ensemble_members(args) -> int:
+    """--ensemble N: a new ensemble of N members; --add-members K: K more (same recipe as
+    member 1 unless --recipe says otherwise; same training data)."""
+    import json
+
+    from .config import Config
+    from .ensemble import ENSEMBLE_FILE, is_ensemble, members, train_members
+
+    existing = members(args.run_dir) if is_ensemble(args.run_dir) else []
+    if args.ensemble and args.add_members:
+        raise SystemExit("digits train: give --ensemble N (new) or --add-members K, not both")
+    if args.ensemble:
+        if existing:
+            raise InputError(args.run_dir, f"already holds an ensemble of {len(existing)} "
+                                           "members; use --add-members K to add more")
+        if not args.train_csv:
+            raise SystemExit("digits train: --ensemble N needs TRAIN_CSV")
+        config, train_csv, count = _config_from_args(args), args.train_csv, args.ensemble
+    else:
+        if not is_ensemble(args.run_dir):
+            raise InputError(args.run_dir, "is not an ensemble (make one with --ensemble N)")
+        info = json.loads((args.run_dir / ENSEMBLE_FILE).read_text(encoding="utf-8"))
+        first = next((m for m in existing if m.recipe), None)
+        base = (Config.from_dict(json.loads((first.run_dir / "config.json").read_text(
+            encoding="utf-8"))["config"]) if first else None)
+        config = _config_from_args(args, base)
+        if first and args.seed is None:  # member seeds count on from the first member's
+            config = config.replace(seed=base.seed - first.index + 1)
+        train_csv, count = args.train_csv or info["data"]["train_csv"], args.add_members
+    added = train_members(config, train_csv, args.run_dir, count, jobs=args.jobs)
+    for m in added:
+        print(f"member {m.index:02d}: recipe '{m.recipe}', seed {m.seed}, validation "
+              f"{m.best_val_accuracy:.4f}, {m.train_seconds:.1f} s")
+    usable = [m for m in members(args.run_dir) if m.usable]
+    print(f"ensemble {args.run_dir}/: {len(usable)} finished members")
     return 0
 
 
@@ -63,7 +128,8 @@ def cmd_predict(args) -> int:
 
     if len(args.inputs) == 1 and _is_csv(args.inputs[0]):
         t = time.perf_counter()
-        labels = predict_csv(args.run_dir, args.inputs[0], args.output or Path("submission.csv"))
+        labels = predict_csv(args.run_dir, args.inputs[0], args.output or Path("submission.csv"),
+                             tta=args.tta)
         print(f"wrote {args.output or 'submission.csv'}: {len(labels)} predictions in "
               f"{time.perf_counter() - t:.1f} s")
         return 0
@@ -77,7 +143,7 @@ def predict_image_files(args) -> int:
     from .predict import load_run, predict_images, top_k
 
     run = load_run(args.run_dir)
-    digits, probabilities = predict_images(run.model, args.inputs)
+    digits, probabilities = predict_images(run, args.inputs, tta=args.tta)
     if args.format == "csv":
         print("file,label,probability")
     for path, pixels, probs in zip(args.inputs, digits, probabilities):
@@ -122,7 +188,8 @@ def cmd_evaluate(args) -> int:
     from .evaluate import evaluate_run
 
     report_dir = args.report or args.run_dir / "report"
-    print_metrics(evaluate_run(args.run_dir, args.labeled_csv, report_dir), report_dir)
+    print_metrics(evaluate_run(args.run_dir, args.labeled_csv, report_dir, tta=args.tta),
+                  report_dir)
     return 0
 
 
@@ -131,7 +198,8 @@ def cmd_run(args) -> int:
 
     config = _config_from_args(args)
     start = time.perf_counter()
-    summary = run(config, args.data, args.run_dir)
+    summary = run(config, args.data, args.run_dir, members=args.ensemble or 1, jobs=args.jobs,
+                  tta=args.tta)
     total = time.perf_counter() - start
     run_dir = summary.run_dir
     print()
@@ -149,7 +217,15 @@ def cmd_run(args) -> int:
     stages = ", ".join(f"{k} {v:.1f} s" for k, v in summary.seconds.items())
     print(f"time         {total:.1f} s in all ({stages})")
     print(f"submission   {summary.submission}")
-    print(f"run files    {run_dir}/model.keras, config.json, history.csv, curves.png")
+    if args.ensemble:
+        print(f"run files    {run_dir}/ensemble.json, members/NN/ (model.keras, config.json, "
+              "history.csv, curves.png)")
+    else:
+        print(f"run files    {run_dir}/model.keras, config.json, history.csv, curves.png")
+    if summary.metrics is None:
+        print("report       none: no answer key, and each ensemble member trained on the "
+              "others' validation rows")
+        return 0
     print(f"report       {summary.report_dir}/report.html (on the "
           f"{'held-out set' if summary.score else 'validation split'})")
     confused = ", ".join(f"{p['true']}->{p['predicted']} ({p['count']})"
@@ -174,15 +250,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def training_options(p, default_recipe="default"):
-        p.add_argument("--recipe", default=default_recipe, choices=sorted(RECIPES),
-                       help=f"named configuration (default: {default_recipe})")
+    def training_options(p):
+        p.add_argument("--recipe", choices=sorted(RECIPES),
+                       help="named configuration (default: 'default'; with --add-members: "
+                            "the ensemble's first member's)")
         p.add_argument("--epochs", type=int, help="override the recipe's epochs")
         p.add_argument("--batch-size", type=int, help="override the recipe's batch size")
         p.add_argument("--val-fraction", type=float,
                        help="fraction of the training CSV held out for validation")
         p.add_argument("--seed", type=int, help="random seed (split, init, augmentation)")
         p.add_argument("--no-augment", action="store_true", help="train without augmentation")
+        p.add_argument("--ensemble", type=int, metavar="N",
+                       help="train N models (seeds SEED..SEED+N-1, each its own validation "
+                            "split) into RUN/members/; predictions average them")
+        p.add_argument("--jobs", type=int, default=1, metavar="J",
+                       help="ensembles: train J members at a time, each in its own process "
+                            "with cores/J threads (default 1)")
+
+    def tta_option(p):
+        p.add_argument("--tta", action="store_true",
+                       help="test-time augmentation: average over the image moved one pixel "
+                            "each way and turned +/-8 degrees (7x the inference time)")
 
     p = sub.add_parser("demo-data", help="write Kaggle-format CSVs from the embedded MNIST")
     p.add_argument("dir", type=Path)
@@ -195,7 +283,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("train_csv", type=Path, nargs="?")
     p.add_argument("--run-dir", type=Path)
     p.add_argument("--resume", type=Path, metavar="RUN",
-                   help="continue an interrupted run from its last completed epoch")
+                   help="continue an interrupted run (or an ensemble's interrupted members) "
+                        "from the last completed epoch")
+    p.add_argument("--add-members", type=int, metavar="K",
+                   help="train K more members into the ensemble RUN (its data by default)")
     training_options(p)
     p.set_defaults(func=cmd_train)
 
@@ -209,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="images: save the 28x28 digit the model saw, as DIR/NAME.seen.png")
     p.add_argument("--format", choices=["text", "csv"], default="text",
                    help="images: 'csv' prints file,label,probability rows")
+    tta_option(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("score", help="check a submission's format and score it")
@@ -221,6 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", type=Path)
     p.add_argument("labeled_csv", type=Path, help="labeled CSV (Kaggle train.csv format)")
     p.add_argument("--report", type=Path, help="report directory (default RUN/report)")
+    tta_option(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("serve", help="HTTP API and a drawing page for a trained run")
@@ -234,6 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="directory with train.csv/test.csv (demo data is written if empty)")
     p.add_argument("--run-dir", type=Path, default=Path("runs/default"))
     training_options(p)
+    tta_option(p)
     p.set_defaults(func=cmd_run)
     return parser
 

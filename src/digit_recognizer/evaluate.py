@@ -43,35 +43,39 @@ def score_submission(submission_path, answers_path) -> Score:
     return score_labels(*read_scored_pair(submission_path, answers_path))
 
 
-def evaluate_run(run_dir, labeled_csv, report_dir=None) -> dict:
+def evaluate_run(run_dir, labeled_csv, report_dir=None, tta: bool = False) -> dict:
     """Predict a labeled CSV (Kaggle train.csv format) with a run's model and write the full
     report (metrics.json, confusion.png, errors.png, calibration.png, report.html) to
-    `report_dir` (default RUN/report)."""
+    `report_dir` (default RUN/report). An ensemble averages its members; `tta` averages
+    test-time augmented views too."""
     from .data import load_train_csv
-    from .predict import load_run, predict_proba
+    from .predict import load_run, run_proba
 
     run = load_run(run_dir)
     data = load_train_csv(labeled_csv)
-    return report_predictions(run, data, predict_proba(run.model, data.pixels), report_dir)
+    return report_predictions(run, data, run_proba(run, data.pixels, tta), report_dir,
+                              tta=tta)
 
 
-def report_predictions(run, data, probabilities, report_dir=None) -> dict:
-    """The full report for probabilities a run's model already gave on labeled `data`."""
+def report_predictions(run, data, probabilities, report_dir=None, tta: bool = False) -> dict:
+    """The full report for probabilities a run already gave on labeled `data`."""
     from pathlib import Path
 
     from .predict import predict_labels
     from .report import write_report
-    from .train import CURVES_FILE, MODEL_FILE
+    from .train import CURVES_FILE
 
-    model_path = Path(run.run_dir) / MODEL_FILE
+    models = [{"path": str(p), "sha256": file_sha256(p)} for p in run.model_paths]
     sources = {
-        "model": {"path": str(model_path), "sha256": file_sha256(model_path)},
+        "model": models[0] if len(models) == 1 else {"ensemble": str(run.run_dir),
+                                                     "members": models},
         "data": {"path": str(data.path), "rows": len(data), "sha256": data.sha256},
+        "test_time_augmentation": tta,
     }
     report_dir = Path(report_dir) if report_dir else Path(run.run_dir) / "report"
     return write_report(report_dir, data.labels, predict_labels(probabilities), probabilities,
-                        data.pixels, sources, curves=Path(run.run_dir) / CURVES_FILE,
-                        config=run.info.get("config"))
+                        data.pixels, sources, curves=Path(run.model_paths[0]).parent / CURVES_FILE,
+                        config=run.info.get("config") or run.info)
 
 
 def report_submission(submission_path, answers_path, report_dir) -> dict:

@@ -19,9 +19,9 @@ class RunSummary:
     run_dir: Path
     submission: Path
     score: Score | None  # None without an answer key (real Kaggle data)
-    metrics: dict  # the evaluation report's metrics (held-out set, else the validation split)
-    report_dir: Path
-    best_val_accuracy: float
+    metrics: dict | None  # the report's metrics (held-out set, else the validation split)
+    report_dir: Path | None
+    best_val_accuracy: float  # the best member's, for an ensemble
     seconds: dict = field(default_factory=dict)  # stage -> wall seconds
     created_demo_data: bool = False
 
@@ -45,10 +45,14 @@ def find_or_create_data(data_dir) -> tuple[Path, Path, bool]:
     return train_csv, test_csv, False
 
 
-def run(config: Config, data_dir="data", run_dir="runs/default", verbose="auto") -> RunSummary:
+def run(config: Config, data_dir="data", run_dir="runs/default", verbose="auto",
+        members: int = 1, jobs: int = 1, tta: bool = False) -> RunSummary:
+    """`members` > 1 trains an ensemble (`jobs` members at a time); `tta` predicts with
+    test-time augmentation."""
     from .data import DigitsData, read_submission, write_submission
+    from .ensemble import train_members
     from .evaluate import report_predictions
-    from .predict import load_run, predict_labels, predict_proba
+    from .predict import load_run, predict_labels, run_proba
     from .train import split_train_val, train
 
     seconds = {}
@@ -61,31 +65,38 @@ def run(config: Config, data_dir="data", run_dir="runs/default", verbose="auto")
     test_data = load_test_csv(test_csv)
     seconds["load"] = time.perf_counter() - t
 
-    result = train(config, train_data, run_dir, verbose=verbose)
-    seconds["train"] = result.train_seconds
+    t = time.perf_counter()
+    if members > 1:
+        added = train_members(config, train_data, run_dir, members, jobs=jobs, verbose=verbose)
+        best_val = max(m.best_val_accuracy for m in added)
+    else:
+        best_val = train(config, train_data, run_dir, verbose=verbose).best_val_accuracy
+    seconds["train"] = time.perf_counter() - t
 
     t = time.perf_counter()
     loaded = load_run(run_dir)  # the best checkpoint, as a user's `digits predict` would see it
     submission = Path(run_dir) / SUBMISSION_FILE
-    probabilities = predict_proba(loaded.model, test_data.pixels)
+    probabilities = run_proba(loaded, test_data.pixels, tta)
     write_submission(submission, predict_labels(probabilities))
     seconds["predict"] = time.perf_counter() - t
 
     # Report on the held-out set when its answer key is here, else on the validation split.
     t = time.perf_counter()
     answers = Path(data_dir) / ANSWERS_FILE
-    report_dir = Path(run_dir) / "report"
+    report_dir, metrics, score = Path(run_dir) / "report", None, None
     if answers.exists():
         score = score_submission(submission, answers)
         labeled = DigitsData(test_data.pixels, read_submission(answers), str(answers),
                              test_data.sha256)
-    else:
-        score = None
+        metrics = report_predictions(loaded, labeled, probabilities, report_dir, tta)
+    elif members == 1:
         split = split_train_val(train_data, config.val_fraction, config.seed)
         labeled = DigitsData(split.x_val, split.y_val, f"{train_csv} (validation split)",
                              train_data.sha256)
-        probabilities = predict_proba(loaded.model, labeled.pixels)
-    metrics = report_predictions(loaded, labeled, probabilities, report_dir)
+        probabilities = run_proba(loaded, labeled.pixels, tta)
+        metrics = report_predictions(loaded, labeled, probabilities, report_dir, tta)
+    else:  # each member trained on the others' validation rows: no honest report possible
+        report_dir = None
     seconds["report"] = time.perf_counter() - t
-    return RunSummary(Path(run_dir), submission, score, metrics, report_dir,
-                      result.best_val_accuracy, seconds, created)
+    return RunSummary(Path(run_dir), submission, score, metrics, report_dir, best_val,
+                      seconds, created)

@@ -17,24 +17,53 @@ PREDICT_BATCH = 1024  # images per forward call; large batches amortise per-call
 
 @dataclass(frozen=True)
 class LoadedRun:
+    """A trained run: one model, or an ensemble's usable members (their probabilities are
+    averaged). `info` is config.json, or for an ensemble ensemble.json plus "members"."""
     run_dir: Path
-    model: object  # keras.Model
-    info: dict  # config.json
+    models: tuple  # keras.Model, one per member
+    model_paths: tuple[Path, ...]
+    info: dict
+
+    @property
+    def is_ensemble(self) -> bool:
+        return "members" in self.info
 
 
 def load_run(run_dir) -> LoadedRun:
-    """Load a run's best model and its config.json. Models load in Keras's safe_mode, which
-    refuses to deserialise arbitrary Python code (lambdas) from a user-supplied file."""
+    """Load a run directory: a single model, or every completed member of an ensemble."""
+    from .ensemble import ENSEMBLE_FILE, is_ensemble, members
+
     run_dir = Path(run_dir)
-    model_path, config_path = run_dir / MODEL_FILE, run_dir / CONFIG_FILE
     if not run_dir.is_dir():
         raise InputError(run_dir, "is not a run directory (train one with `digits train`)")
-    if not config_path.exists():
-        raise InputError(config_path, "missing: not a run directory made by `digits train`")
+    if not is_ensemble(run_dir):
+        model, info = load_model_dir(run_dir)
+        return LoadedRun(run_dir, (model,), (run_dir / MODEL_FILE,), info)
+    info = _read_json(run_dir / ENSEMBLE_FILE)
+    usable = [m for m in members(run_dir) if m.usable]
+    if not usable:
+        raise InputError(run_dir, "is an ensemble with no finished member yet "
+                                  "(`digits train --add-members K` trains some)")
+    loaded = [load_model_dir(m.run_dir) for m in usable]
+    info["members"] = [member_info for _, member_info in loaded]
+    return LoadedRun(run_dir, tuple(model for model, _ in loaded),
+                     tuple(m.run_dir / MODEL_FILE for m in usable), info)
+
+
+def _read_json(path: Path) -> dict:
+    if not path.exists():
+        raise InputError(path, "missing: not a run directory made by `digits train`")
     try:
-        info = json.loads(config_path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InputError(config_path, f"is not valid JSON ({e})") from e
+        raise InputError(path, f"is not valid JSON ({e})") from e
+
+
+def load_model_dir(run_dir: Path) -> tuple[object, dict]:
+    """A single-model run directory's best model and config.json. Models load in Keras's
+    safe_mode, which refuses to deserialise arbitrary Python code (lambdas) from a file."""
+    model_path, config_path = run_dir / MODEL_FILE, run_dir / CONFIG_FILE
+    info = _read_json(config_path)
     if not model_path.exists():
         raise InputError(model_path, "missing: training has not finished a single epoch")
     import keras
@@ -48,7 +77,7 @@ def load_run(run_dir) -> LoadedRun:
         raise InputError(model_path, f"is not a digit model: input {model.input_shape}, "
                                      f"output {model.output_shape}")
     check_model_matches_config(model, info, config_path)
-    return LoadedRun(run_dir, model, info)
+    return model, info
 
 
 def check_model_matches_config(model, info: dict, config_path) -> None:
@@ -68,7 +97,7 @@ def check_model_matches_config(model, info: dict, config_path) -> None:
 
 
 def predict_proba(model, pixels: np.ndarray, batch_size: int = PREDICT_BATCH) -> np.ndarray:
-    """Class probabilities, float32 (n, 10), for uint8 pixels (n, 28, 28)."""
+    """One model's class probabilities, float32 (n, 10), for pixels (n, 28, 28), 0-255."""
     x = to_inputs(pixels)
     out = np.empty((len(x), 10), dtype=np.float32)
     for start in range(0, len(x), batch_size):
@@ -76,11 +105,42 @@ def predict_proba(model, pixels: np.ndarray, batch_size: int = PREDICT_BATCH) ->
     return out
 
 
+# Test-time augmentation: the image itself, moved one pixel each way, and turned 8 degrees
+# each way (small versions of the training augmentation; fixed in advance, not tuned).
+TTA_SHIFTS = ((0, 1), (0, -1), (1, 0), (-1, 0))  # (rows, columns), pixels
+TTA_ROTATIONS = (-8.0, 8.0)  # degrees
+
+
+def tta_views(pixels: np.ndarray) -> list[np.ndarray]:
+    """The images and their test-time variants, float32 (n, 28, 28) each, 0 = background."""
+    from scipy import ndimage
+
+    x = np.asarray(pixels, dtype=np.float32)
+    views = [x]
+    for dy, dx in TTA_SHIFTS:
+        views.append(ndimage.shift(x, (0, dy, dx), order=0, cval=0.0))
+    for angle in TTA_ROTATIONS:
+        views.append(np.clip(ndimage.rotate(x, angle, axes=(2, 1), reshape=False, order=1,
+                                            cval=0.0), 0, 255))
+    return views
+
+
+def run_proba(run: LoadedRun, pixels: np.ndarray, tta: bool = False) -> np.ndarray:
+    """A run's probabilities: the mean over its members (and over the TTA views with `tta`)."""
+    views = tta_views(pixels) if tta else [pixels]
+    total = np.zeros((len(pixels), 10), dtype=np.float64)
+    for model in run.models:
+        for view in views:
+            total += predict_proba(model, view)
+    return (total / (len(run.models) * len(views))).astype(np.float32)
+
+
 def predict_labels(probabilities: np.ndarray) -> np.ndarray:
     return np.asarray(probabilities).argmax(axis=1).astype(np.uint8)
 
 
-def predict_csv(run_dir, test_csv, submission_path, progress: bool | None = None) -> np.ndarray:
+def predict_csv(run_dir, test_csv, submission_path, progress: bool | None = None,
+                tta: bool = False) -> np.ndarray:
     """Read a test CSV in chunks, predict, write Kaggle's submission; returns the labels.
 
     Streams the CSV (bounded memory for any number of rows) and keeps only one byte per
@@ -96,7 +156,7 @@ def predict_csv(run_dir, test_csv, submission_path, progress: bool | None = None
     with tqdm(unit=" img", desc="predict", disable=None if progress is None else not progress,
               leave=False) as bar:
         for chunk in iter_test_chunks(test_csv):
-            labels.append(predict_labels(predict_proba(run.model, chunk)))
+            labels.append(predict_labels(run_proba(run, chunk, tta)))
             bar.update(len(chunk))
     labels = np.concatenate(labels)
     write_submission(submission_path, labels)
@@ -109,9 +169,9 @@ def top_k(probabilities: np.ndarray, k: int = 3) -> list[tuple[int, float]]:
     return [(int(d), float(probabilities[d])) for d in order]
 
 
-def predict_images(model, paths) -> tuple[np.ndarray, np.ndarray]:
+def predict_images(run: LoadedRun, paths, tta: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Image files -> (the 28x28 digits the model saw, their probabilities)."""
     from .images import image_to_mnist
 
     digits = np.stack([image_to_mnist(p) for p in paths])
-    return digits, predict_proba(model, digits)
+    return digits, run_proba(run, digits, tta)

@@ -24,10 +24,10 @@ def create_app(run_dir):
     from fastapi.responses import HTMLResponse, JSONResponse
 
     from .images import image_to_mnist
-    from .predict import load_run, predict_proba, top_k
+    from .predict import load_run, run_proba, top_k
 
     run = load_run(run_dir)
-    predict_proba(run.model, np.zeros((1, 28, 28), np.uint8))  # trace once, before any request
+    run_proba(run, np.zeros((1, 28, 28), np.uint8))  # trace once, before any request
     page = resources.files("digit_recognizer").joinpath("static/index.html").read_text("utf-8")
     app = FastAPI(title="digit-recognizer", version="0.1.0")
 
@@ -41,7 +41,7 @@ def create_app(run_dir):
     @app.get("/healthz")
     def healthz():
         return {"status": "ok", "model": str(run.run_dir),
-                "recipe": run.info.get("config", {}).get("recipe")}
+                "recipe": run.info.get("config", {}).get("recipe"), "members": len(run.models)}
 
     @app.post("/predict")
     async def predict(request: Request):
@@ -66,7 +66,7 @@ def create_app(run_dir):
                 return error(400, "empty request: send an image or JSON {\"pixels\": [...]}")
         except InputError as e:
             return error(422, str(e))
-        probabilities = predict_proba(run.model, digit[None])[0]
+        probabilities = run_proba(run, digit[None])[0]
         return {"label": int(probabilities.argmax()),
                 "probabilities": [round(float(p), 6) for p in probabilities],
                 "top3": [{"digit": d, "probability": round(p, 6)} for d, p in top_k(probabilities)],

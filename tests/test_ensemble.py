@@ -1,0 +1,151 @@
+import json
+import shutil
+import threading
+
+import numpy as np
+import pytest
+
+from digit_recognizer.config import get_recipe
+from digit_recognizer.data import load_test_csv, load_train_csv, read_submission, write_train_csv
+from digit_recognizer.ensemble import (claim_member_dir, init_ensemble, is_ensemble, members,
+                                       train_members)
+from digit_recognizer.errors import InputError
+from digit_recognizer.predict import load_run, predict_proba, run_proba, tta_views
+from digit_recognizer.train import split_train_val
+
+from test_cli import digits
+
+TINY = get_recipe("default").replace(epochs=1, batch_size=64, width=8)
+
+
+@pytest.fixture(scope="module")
+def ensemble_run(small_demo, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("ensemble")
+    added = train_members(TINY, small_demo.train_csv, run_dir, 2, verbose=0)
+    return run_dir, added
+
+
+def test_members_get_their_own_seeds_and_validation_splits(ensemble_run, small_demo):
+    run_dir, added = ensemble_run
+    assert is_ensemble(run_dir)
+    assert [m.index for m in added] == [1, 2]
+    assert [m.seed for m in added] == [TINY.seed, TINY.seed + 1]
+    assert all(m.usable and m.status == "complete" for m in added)
+    assert all(0.0 <= m.best_val_accuracy <= 1.0 and m.train_seconds > 0 for m in added)
+    data = load_train_csv(small_demo.train_csv)
+    first, second = (split_train_val(data, TINY.val_fraction, m.seed) for m in added)
+    assert not np.array_equal(first.y_val, second.y_val) or \
+        not np.array_equal(first.x_val, second.x_val)
+    info = json.loads((run_dir / "ensemble.json").read_text())
+    assert info["data"]["sha256"] == data.sha256
+
+
+def test_ensemble_probabilities_are_the_members_mean(ensemble_run, small_demo):
+    run_dir, _ = ensemble_run
+    run = load_run(run_dir)
+    assert run.is_ensemble and len(run.models) == 2 and len(run.info["members"]) == 2
+    pixels = load_test_csv(small_demo.test_csv).pixels
+    each = [predict_proba(model, pixels) for model in run.models]
+    assert not np.allclose(each[0], each[1])  # different members, different answers
+    np.testing.assert_allclose(run_proba(run, pixels), (each[0] + each[1]) / 2, atol=1e-6)
+    np.testing.assert_allclose(run_proba(run, pixels).sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_half_finished_ensemble_uses_its_finished_members(ensemble_run, tmp_path):
+    run_dir = tmp_path / "half"
+    shutil.copytree(ensemble_run[0], run_dir)
+    # member 02 was interrupted, member 03 claimed its slot and died before any epoch
+    config_path = run_dir / "members" / "02" / "config.json"
+    info = json.loads(config_path.read_text())
+    config_path.write_text(json.dumps({**info, "status": "interrupted"}))
+    (run_dir / "members" / "03").mkdir()
+    states = {m.index: m.status for m in members(run_dir)}
+    assert states == {1: "complete", 2: "interrupted", 3: "unstarted"}
+    run = load_run(run_dir)
+    assert len(run.models) == 1 and run.model_paths[0].parent.name == "01"
+
+    shutil.rmtree(run_dir / "members" / "01")
+    with pytest.raises(InputError, match="no finished member"):
+        load_run(run_dir)
+
+
+def test_member_slots_are_claimed_once_across_threads(tmp_path):
+    claimed = []
+    threads = [threading.Thread(target=lambda: claimed.append(claim_member_dir(tmp_path)[0]))
+               for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(claimed) == list(range(1, 9))
+
+
+def test_an_ensemble_refuses_other_data_and_single_runs(ensemble_run, small_demo, tmp_path,
+                                                        tiny_run):
+    other = load_train_csv(small_demo.train_csv)
+    changed = tmp_path / "other.csv"
+    write_train_csv(changed, other.pixels[:100], other.labels[:100])
+    with pytest.raises(InputError, match="differs from the data"):
+        init_ensemble(ensemble_run[0], load_train_csv(changed))
+    with pytest.raises(InputError, match="single-model run"):
+        init_ensemble(tiny_run[0], other)
+
+
+def test_tta_views_are_small_moves_of_the_image(mnist):
+    pixels = mnist["test_pixels"][:50]
+    views = tta_views(pixels)
+    assert len(views) == 7 and all(v.shape == pixels.shape for v in views)
+    np.testing.assert_array_equal(views[0], pixels)
+    # a one-pixel shift moves the ink's centre of mass by one pixel
+    cols = np.arange(28)
+    centre = (views[0].sum(axis=1) * cols).sum(axis=1) / views[0].sum(axis=(1, 2))
+    moved = (views[1].sum(axis=1) * cols).sum(axis=1) / views[1].sum(axis=(1, 2))
+    np.testing.assert_allclose(moved - centre, 1.0, atol=0.05)
+    # rotations keep most of the ink and stay in range
+    for view in views[5:]:
+        assert 0.0 <= view.min() and view.max() <= 255.0
+        assert abs(view.sum() / views[0].sum() - 1.0) < 0.1
+        assert not np.allclose(view, views[0])
+
+
+def test_tta_keeps_probabilities_and_changes_them_a_little(ensemble_run, small_demo):
+    run = load_run(ensemble_run[0])
+    pixels = load_test_csv(small_demo.test_csv).pixels[:64]
+    plain, tta = run_proba(run, pixels), run_proba(run, pixels, tta=True)
+    np.testing.assert_allclose(tta.sum(axis=1), 1.0, atol=1e-5)
+    assert not np.allclose(plain, tta)
+    assert (plain.argmax(1) == tta.argmax(1)).mean() > 0.5
+
+
+def test_cli_ensemble_add_members_predict_evaluate(small_demo, tmp_path):
+    run_dir = tmp_path / "ens"
+    out = digits("train", small_demo.train_csv, "--run-dir", run_dir, "--ensemble", 2,
+                 "--epochs", 1, "--batch-size", 64, "--seed", 7)
+    assert out.returncode == 0, out.stderr
+    assert "member 01" in out.stdout and "member 02" in out.stdout
+    # K more members, later, in another process: same recipe, seeds counting on, same data
+    out = digits("train", "--run-dir", run_dir, "--add-members", 1)
+    assert out.returncode == 0, out.stderr
+    found = members(run_dir)
+    assert [m.seed for m in found] == [7, 8, 9] and all(m.usable for m in found)
+    assert {json.loads((m.run_dir / "config.json").read_text())["config"]["epochs"]
+            for m in found} == {1}
+
+    out = digits("train", small_demo.train_csv, "--run-dir", run_dir, "--ensemble", 2)
+    assert out.returncode == 2 and "--add-members" in out.stderr
+
+    submission = tmp_path / "s.csv"
+    out = digits("predict", run_dir, small_demo.test_csv, "-o", submission, "--tta")
+    assert out.returncode == 0, out.stderr
+    assert len(read_submission(submission)) == len(load_test_csv(small_demo.test_csv))
+    out = digits("evaluate", run_dir, small_demo.train_csv, "--report", tmp_path / "rep")
+    assert out.returncode == 0, out.stderr
+    metrics = json.loads((tmp_path / "rep" / "metrics.json").read_text())
+    assert len(metrics["model"]["members"]) == 3
+
+
+def test_members_train_in_parallel_processes(small_demo, tmp_path):
+    added = train_members(TINY, small_demo.train_csv, tmp_path, 2, jobs=2)
+    assert sorted(m.index for m in added) == [1, 2]
+    assert all(m.usable for m in added)
+    assert len(load_run(tmp_path).models) == 2
