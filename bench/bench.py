@@ -25,7 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
-CONTENDERS = ["default", "fast", "tutorial", "keras-io"]
+CONTENDERS = ["default", "fast", "best", "tutorial", "keras-io", "ensemble"]
 SEED = 2
 
 
@@ -135,11 +135,12 @@ def train_contender(name: str, data_dir: Path, max_minutes: float) -> dict:
         flops, batch, epochs_planned = forward_flops(model), BATCH_SIZE, EPOCHS
     else:
         config = get_recipe(name).replace(seed=SEED)
-        train(config, train_data, ROOT / "bench" / "results" / f"run-{name}",
-              callbacks=[observer, cap], verbose=0)
+        run_dir = ROOT / "bench" / "results" / f"run-{name}"
+        train(config, train_data, run_dir, callbacks=[observer, cap], verbose=0)
         n_train = len(train_data) - int(np.ceil(len(train_data) * config.val_fraction))
         flops = forward_flops(build_model(config))
         batch, epochs_planned = config.batch_size, config.epochs
+        tta = held_out_with_and_without_tta(run_dir, data_dir)
     epochs = observer.epochs
     # Steady-state epoch time: the median of epochs after the first (which includes tracing).
     durations = np.diff([0.0] + [t for _, t, _ in epochs])
@@ -155,7 +156,66 @@ def train_contender(name: str, data_dir: Path, max_minutes: float) -> dict:
         "train_gflops": 3 * flops * images_per_s / 1e9,  # forward + backward ~ 3x forward
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "max_minutes": max_minutes,
+        **(tta if name != "keras-io" else {}),
     }
+
+
+def held_out_with_and_without_tta(run_dir: Path, data_dir: Path) -> dict:
+    """Held-out accuracy of a run's selected model (best validation epoch), plain and with
+    test-time augmentation: what `digits evaluate RUN` and `--tta` report."""
+    from digit_recognizer.data import load_test_csv, read_submission
+    from digit_recognizer.predict import load_run, run_proba
+
+    run = load_run(run_dir)
+    pixels = load_test_csv(data_dir / "test.csv").pixels
+    truth = read_submission(data_dir / "test_labels.csv")
+    plain, tta = (float((run_proba(run, pixels, t).argmax(1) == truth).mean())
+                  for t in (False, True))
+    return {"selected_accuracy": plain, "selected_accuracy_tta": tta}
+
+
+def train_ensemble_contender(data_dir: Path, n_members: int, jobs: int,
+                             max_minutes: float) -> dict:
+    """Members of the `best` recipe, `jobs` at a time (as `digits train --ensemble N --jobs J`);
+    after each round, the held-out accuracy of every member alone and of the ensemble so far,
+    plain and with TTA. Scoring is off the clock and feeds nothing back."""
+    import shutil
+
+    import numpy as np
+
+    from digit_recognizer.config import get_recipe
+    from digit_recognizer.data import load_test_csv, read_submission
+    from digit_recognizer.ensemble import members, train_members
+    from digit_recognizer.predict import load_model_dir, predict_proba, tta_views
+
+    config = get_recipe("best").replace(seed=SEED)
+    run_dir = ROOT / "bench" / "results" / "run-ensemble"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    pixels = load_test_csv(data_dir / "test.csv").pixels
+    truth = read_submission(data_dir / "test_labels.csv")
+    views = tta_views(pixels)
+    plain, tta, singles, rounds, clock = [], [], [], [], 0.0
+    while len(plain) < n_members and clock < max_minutes * 60:
+        start = time.perf_counter()
+        count = min(jobs, n_members - len(plain))
+        train_members(config, data_dir / "train.csv", run_dir, count, jobs=count, verbose=0)
+        clock += time.perf_counter() - start
+        for member in members(run_dir)[len(plain):]:
+            model, _ = load_model_dir(member.run_dir)
+            plain.append(predict_proba(model, pixels))
+            tta.append(np.mean([predict_proba(model, v) for v in views], axis=0))
+            singles.append({"seed": member.seed, "train_seconds": member.train_seconds,
+                            "accuracy": float((plain[-1].argmax(1) == truth).mean()),
+                            "accuracy_tta": float((tta[-1].argmax(1) == truth).mean())})
+        rounds.append({
+            "members": len(plain), "train_seconds": clock,
+            "accuracy": float((np.mean(plain, axis=0).argmax(1) == truth).mean()),
+            "accuracy_tta": float((np.mean(tta, axis=0).argmax(1) == truth).mean())})
+        print(f"  {len(plain)} members: {clock:7.1f} s  held-out {rounds[-1]['accuracy']:.4f}"
+              f"  with TTA {rounds[-1]['accuracy_tta']:.4f}", flush=True)
+    return {"name": "ensemble", "recipe": config.recipe, "jobs": jobs, "rounds": rounds,
+            "members": singles, "max_minutes": max_minutes,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -227,6 +287,9 @@ def child(args) -> None:
     if args.child == "io":
         result = measure_io(args.data, ROOT / "bench" / "results" / "run-default",
                             ROOT / "bench" / "results" / "io")
+    elif args.child == "ensemble":
+        result = train_ensemble_contender(args.data, args.members, args.jobs,
+                                          args.ensemble_minutes)
     else:
         result = train_contender(args.child, args.data, args.max_minutes)
     Path(args.out).write_text(json.dumps(result))
@@ -236,7 +299,8 @@ def run_child(kind: str, args) -> dict:
     out = ROOT / "bench" / "results" / f"{kind}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, __file__, "--child", kind, "--data", str(args.data), "--out",
-           str(out), "--max-minutes", str(args.max_minutes)]
+           str(out), "--max-minutes", str(args.max_minutes), "--members", str(args.members),
+           "--jobs", str(args.jobs), "--ensemble-minutes", str(args.ensemble_minutes)]
     print(f"-- {kind}", flush=True)
     subprocess.run(cmd, check=True)
     return json.loads(out.read_text())
@@ -258,6 +322,8 @@ def render(machine, vers, results, io) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results.values():
+        if r["name"] == "ensemble":
+            continue
         lines.append(
             f"| {r['name']} | {r['batch_size']} | {r['epochs_run']}/{r['epochs_planned']} "
             f"| {fmt_time(r['time_to_990'], r['max_minutes'])} "
@@ -278,6 +344,7 @@ def render(machine, vers, results, io) -> str:
                 lines.append(f"time to 99.0%: {name} did not reach it in "
                              f"{r['train_seconds']:.0f} s; default took "
                              f"{ours['time_to_990']:.1f} s")
+    lines += accuracy_versus_time(results)
     if io:
         lines += ["", "| CSV | pandas.read_csv | ours, cold | ours, cached |", "|---|---|---|---|"]
         for label in ("train.csv (42k)", "test.csv (28k)"):
@@ -299,6 +366,35 @@ def render(machine, vers, results, io) -> str:
     return "\n".join(lines)
 
 
+def accuracy_versus_time(results: dict) -> list[str]:
+    """The trade-off table: training wall time against held-out accuracy of the model each
+    recipe selects (best validation epoch), plain and with test-time augmentation."""
+    rows = []
+    for name in ("default", "fast", "best"):
+        r = results.get(name)
+        if r and "selected_accuracy" in r:
+            rows.append(f"| {name} | 1 | {r['train_seconds']:.0f} s "
+                        f"| {r['selected_accuracy']:.2%} | {r['selected_accuracy_tta']:.2%} |")
+    ensemble = results.get("ensemble")
+    for r in ensemble["rounds"] if ensemble else []:
+        rows.append(f"| ensemble of `{ensemble['recipe']}` ({ensemble['jobs']} at a time) "
+                    f"| {r['members']} | {r['train_seconds'] / 60:.1f} min "
+                    f"| {r['accuracy']:.2%} | {r['accuracy_tta']:.2%} |")
+    if not rows:
+        return []
+    lines = ["", "| recipe | models | training wall time | held-out | held-out with TTA |",
+             "|---|---|---|---|---|", *rows]
+    if ensemble and len(ensemble["members"]) >= 2:
+        import numpy as np
+
+        for key, label in (("accuracy", "plain"), ("accuracy_tta", "with TTA")):
+            acc = np.array([m[key] for m in ensemble["members"]])
+            lines.append(f"`{ensemble['recipe']}` alone over {len(acc)} seeds ({label}): mean "
+                         f"{acc.mean():.2%}, std {acc.std(ddof=1):.2%}, min {acc.min():.2%}, "
+                         f"max {acc.max():.2%}")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -308,6 +404,12 @@ def main() -> None:
     parser.add_argument("--max-minutes", type=float, default=10.0,
                         help="cap on each contender's training wall time")
     parser.add_argument("--skip-io", action="store_true", help="skip CSV and inference timing")
+    parser.add_argument("--members", type=int, default=12,
+                        help="ensemble: members of the `best` recipe to train (default 12)")
+    parser.add_argument("--jobs", type=int, default=2,
+                        help="ensemble: members trained at a time, one process each (default 2)")
+    parser.add_argument("--ensemble-minutes", type=float, default=75.0,
+                        help="ensemble: no new round of members after this many minutes")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()

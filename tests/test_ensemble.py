@@ -149,3 +149,37 @@ def test_members_train_in_parallel_processes(small_demo, tmp_path):
     assert sorted(m.index for m in added) == [1, 2]
     assert all(m.usable for m in added)
     assert len(load_run(tmp_path).models) == 2
+
+
+def test_resume_finishes_an_ensembles_interrupted_member(ensemble_run, small_demo, tmp_path):
+    from digit_recognizer.ensemble import claim_member_dir
+    from digit_recognizer.train import train
+    from test_robustness import StopAtEpoch
+
+    run_dir = tmp_path / "ens"
+    shutil.copytree(ensemble_run[0], run_dir)
+    index, member_dir = claim_member_dir(run_dir)
+    config = TINY.replace(epochs=2, seed=TINY.seed + index - 1)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, small_demo.train_csv, member_dir, callbacks=[StopAtEpoch(1)], verbose=0)
+    assert [m.status for m in members(run_dir)] == ["complete", "complete", "interrupted"]
+    assert len(load_run(run_dir).models) == 2  # usable meanwhile, without the stopped one
+
+    out = digits("train", "--resume", run_dir)
+    assert out.returncode == 0, out.stderr
+    assert [m.status for m in members(run_dir)] == ["complete"] * 3
+    assert len(load_run(run_dir).models) == 3
+    out = digits("train", "--resume", run_dir)
+    assert out.returncode == 2 and "no interrupted member" in out.stderr
+
+
+def test_pipeline_trains_and_scores_an_ensemble(small_demo, tmp_path):
+    from digit_recognizer.pipeline import run
+
+    data = small_demo.train_csv.parent
+    summary = run(TINY, data, tmp_path / "ens", verbose=0, members=2, tta=True)
+    assert len(members(tmp_path / "ens")) == 2
+    assert summary.score is not None and summary.score.n_images == 200
+    assert summary.metrics["test_time_augmentation"] is True
+    assert len(summary.metrics["model"]["members"]) == 2
+    assert len(read_submission(summary.submission)) == 200

@@ -1,6 +1,6 @@
 """digit-recognizer: Kaggle's Digit Recognizer, end to end, on Keras 3.
 
-    from digit_recognizer import get_recipe, train, load_run, predict_proba, load_test_csv
+    from digit_recognizer import get_recipe, train, load_run, run_proba, load_test_csv
 
 Importing the package does not import Keras/TensorFlow (seconds of start-up); the functions
 that need it import it when called.
@@ -12,7 +12,9 @@ from .data import (DigitsData, load_embedded_mnist, load_test_csv, load_train_cs
 from .errors import InputError
 from .evaluate import Score, accuracy, score_labels, score_submission
 from .pipeline import RunSummary, run
-from .predict import LoadedRun, load_run, predict_csv, predict_labels, predict_proba
+from .ensemble import train_members
+from .predict import (LoadedRun, load_run, predict_csv, predict_labels, predict_proba,
+                      run_proba)
 from .train import TrainResult, split_train_val, train
 
 __version__ = "0.1.0"
@@ -29,6 +31,7 @@ __all__ = [
     "RECIPES", "Config", "get_recipe", "DigitsData", "load_embedded_mnist", "load_test_csv",
     "load_train_csv", "read_submission", "write_demo_data", "write_submission", "InputError",
     "Score", "accuracy", "score_labels", "score_submission", "RunSummary", "run", "LoadedRun",
-    "load_run", "predict_csv", "predict_labels", "predict_proba", "TrainResult",
+    "load_run", "predict_csv", "predict_labels", "predict_proba", "run_proba", "train_members",
+    "TrainResult",
     "split_train_val", "train", "build_model", "forward_flops",
 ]

@@ -53,6 +53,8 @@ def cmd_train(args) -> int:
         raise SystemExit("digits train: needs --run-dir (or --resume RUN)")
     if args.ensemble or args.add_members:
         return train_ensemble_members(args)
+    if args.jobs > 1:
+        raise SystemExit("digits train: --jobs J trains ensemble members; add --ensemble N")
     if not args.train_csv:
         raise SystemExit("digits train: needs TRAIN_CSV and --run-dir (or --resume RUN)")
     print_result(train(_config_from_args(args), args.train_csv, args.run_dir))
@@ -242,6 +244,13 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .config import RECIPES
 
@@ -260,10 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="fraction of the training CSV held out for validation")
         p.add_argument("--seed", type=int, help="random seed (split, init, augmentation)")
         p.add_argument("--no-augment", action="store_true", help="train without augmentation")
-        p.add_argument("--ensemble", type=int, metavar="N",
+        p.add_argument("--ensemble", type=positive_int, metavar="N",
                        help="train N models (seeds SEED..SEED+N-1, each its own validation "
                             "split) into RUN/members/; predictions average them")
-        p.add_argument("--jobs", type=int, default=1, metavar="J",
+        p.add_argument("--jobs", type=positive_int, default=1, metavar="J",
                        help="ensembles: train J members at a time, each in its own process "
                             "with cores/J threads (default 1)")
 
@@ -285,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", type=Path, metavar="RUN",
                    help="continue an interrupted run (or an ensemble's interrupted members) "
                         "from the last completed epoch")
-    p.add_argument("--add-members", type=int, metavar="K",
+    p.add_argument("--add-members", type=positive_int, metavar="K",
                    help="train K more members into the ensemble RUN (its data by default)")
     training_options(p)
     p.set_defaults(func=cmd_train)
