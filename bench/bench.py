@@ -222,6 +222,18 @@ def train_ensemble_contender(data_dir: Path, n_members: int, jobs: int,
 # CSV load and inference, in a child process
 
 
+def timed(fn, repeat: int = 3, warm_up: bool = False) -> float:
+    """Best wall time of `repeat` calls, in seconds (after one untimed call with `warm_up`)."""
+    if warm_up:
+        fn()
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
 def measure_io(data_dir: Path, run_dir: Path, work: Path) -> dict:
     import numpy as np
     import pandas as pd
@@ -236,14 +248,6 @@ def measure_io(data_dir: Path, run_dir: Path, work: Path) -> dict:
     write_test_csv(test28k, load_embedded_mnist()["train_pixels"][:28_000])  # Kaggle's size
     train_csv = data_dir / "train.csv"
     out = {}
-
-    def timed(fn, repeat=3):
-        best = float("inf")
-        for _ in range(repeat):
-            t = time.perf_counter()
-            fn()
-            best = min(best, time.perf_counter() - t)
-        return best
 
     for label, path, loader in (("train.csv (42k)", train_csv, load_train_csv),
                                 ("test.csv (28k)", test28k, load_test_csv)):

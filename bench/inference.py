@@ -13,21 +13,10 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-
-def timed(fn, repeat: int = 3) -> float:
-    fn()  # warm-up: tracing, oneDNN primitive creation
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def main() -> None:
@@ -35,7 +24,7 @@ def main() -> None:
     import numpy as np
     import tensorflow as tf
 
-    from bench import machine_info, versions
+    from bench import machine_info, timed, versions
     from digit_recognizer.config import Config
     from digit_recognizer.data import load_embedded_mnist
     from digit_recognizer.model import build_model, forward_flops
@@ -73,7 +62,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     base = None
     for name, fn in variants.items():
-        seconds = timed(fn)
+        seconds = timed(fn, warm_up=True)  # warm-up: tracing, oneDNN primitive creation
         probabilities = np.asarray(fn(), dtype=np.float32)
         base = base or seconds
         gflops = flops * len(x) / seconds / 1e9

@@ -42,7 +42,7 @@ def _config_from_args(args, base=None):
 
 
 def cmd_train(args) -> int:
-    from .train import resume_training, train
+    from .train import train
 
     if args.resume:
         if args.train_csv or args.run_dir or args.ensemble or args.add_members:
