@@ -1,6 +1,6 @@
 """Side-by-side benchmark: time to accuracy, throughput, CSV load and inference, on this machine.
 
-    make bench                                  # everything (about 20 minutes on 2 cores)
+    make bench                                  # everything (about 75 minutes on 2 cores; the ensemble is 50)
     .venv/bin/python bench/bench.py --only default,keras-io --max-minutes 5
 
 Each contender trains in its own process (clean memory peak, no shared TF state) from the same
@@ -338,7 +338,7 @@ def render(machine, vers, results, io) -> str:
     if ours and ours["time_to_990"]:
         lines.append("")
         for name, r in results.items():
-            if name in ("default", "fast"):
+            if name in ("default", "fast", "best", "ensemble"):  # ours, not baselines
                 continue
             if r["time_to_990"]:
                 lines.append(f"time to 99.0%: default / {name} = "
