@@ -164,14 +164,25 @@ def held_out_with_and_without_tta(run_dir: Path, data_dir: Path) -> dict:
     """Held-out accuracy of a run's selected model (best validation epoch), plain and with
     test-time augmentation: what `digits evaluate RUN` and `--tta` report."""
     from digit_recognizer.data import load_test_csv, read_submission
-    from digit_recognizer.predict import load_run, run_proba
+    from digit_recognizer.evaluate import accuracy
+    from digit_recognizer.predict import load_run, tta_views
 
-    run = load_run(run_dir)
-    pixels = load_test_csv(data_dir / "test.csv").pixels
+    model = load_run(run_dir).models[0]
     truth = read_submission(data_dir / "test_labels.csv")
-    plain, tta = (float((run_proba(run, pixels, t).argmax(1) == truth).mean())
-                  for t in (False, True))
-    return {"selected_accuracy": plain, "selected_accuracy_tta": tta}
+    plain, tta = plain_and_tta_proba(model, tta_views(load_test_csv(data_dir / "test.csv").pixels))
+    return {"selected_accuracy": accuracy(plain.argmax(1), truth),
+            "selected_accuracy_tta": accuracy(tta.argmax(1), truth)}
+
+
+def plain_and_tta_proba(model, views):
+    """One model's probabilities on the images themselves (views[0], the identity view) and
+    averaged over all TTA views, predicting each view once."""
+    import numpy as np
+
+    from digit_recognizer.predict import predict_proba
+
+    per_view = [predict_proba(model, view) for view in views]
+    return per_view[0], np.mean(per_view, axis=0)
 
 
 def train_ensemble_contender(data_dir: Path, n_members: int, jobs: int,
@@ -186,7 +197,8 @@ def train_ensemble_contender(data_dir: Path, n_members: int, jobs: int,
     from digit_recognizer.config import get_recipe
     from digit_recognizer.data import load_test_csv, read_submission
     from digit_recognizer.ensemble import members, train_members
-    from digit_recognizer.predict import load_model_dir, predict_proba, tta_views
+    from digit_recognizer.evaluate import accuracy
+    from digit_recognizer.predict import load_model_dir, tta_views
 
     config = get_recipe("best").replace(seed=SEED)
     run_dir = ROOT / "bench" / "results" / "run-ensemble"
@@ -202,15 +214,16 @@ def train_ensemble_contender(data_dir: Path, n_members: int, jobs: int,
         clock += time.perf_counter() - start
         for member in members(run_dir)[len(plain):]:
             model, _ = load_model_dir(member.run_dir)
-            plain.append(predict_proba(model, pixels))
-            tta.append(np.mean([predict_proba(model, v) for v in views], axis=0))
+            member_plain, member_tta = plain_and_tta_proba(model, views)
+            plain.append(member_plain)
+            tta.append(member_tta)
             singles.append({"seed": member.seed, "train_seconds": member.train_seconds,
-                            "accuracy": float((plain[-1].argmax(1) == truth).mean()),
-                            "accuracy_tta": float((tta[-1].argmax(1) == truth).mean())})
+                            "accuracy": accuracy(member_plain.argmax(1), truth),
+                            "accuracy_tta": accuracy(member_tta.argmax(1), truth)})
         rounds.append({
             "members": len(plain), "train_seconds": clock,
-            "accuracy": float((np.mean(plain, axis=0).argmax(1) == truth).mean()),
-            "accuracy_tta": float((np.mean(tta, axis=0).argmax(1) == truth).mean())})
+            "accuracy": accuracy(np.mean(plain, axis=0).argmax(1), truth),
+            "accuracy_tta": accuracy(np.mean(tta, axis=0).argmax(1), truth)})
         print(f"  {len(plain)} members: {clock:7.1f} s  held-out {rounds[-1]['accuracy']:.4f}"
               f"  with TTA {rounds[-1]['accuracy_tta']:.4f}", flush=True)
     return {"name": "ensemble", "recipe": config.recipe, "jobs": jobs, "rounds": rounds,

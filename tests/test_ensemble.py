@@ -183,3 +183,13 @@ def test_pipeline_trains_and_scores_an_ensemble(small_demo, tmp_path):
     assert summary.metrics["test_time_augmentation"] is True
     assert len(summary.metrics["model"]["members"]) == 2
     assert len(read_submission(summary.submission)) == 200
+
+
+def test_pipeline_ensemble_of_one_is_an_ensemble(small_demo, tmp_path):
+    # as `digits train --ensemble 1`: `digits run --ensemble 1` must not fall back to a single run
+    from digit_recognizer.pipeline import run
+
+    summary = run(TINY, small_demo.train_csv.parent, tmp_path / "one", verbose=0, members=1)
+    assert is_ensemble(tmp_path / "one") and len(members(tmp_path / "one")) == 1
+    assert not (tmp_path / "one" / "model.keras").exists()
+    assert summary.score is not None

@@ -86,10 +86,8 @@ def resume_run(run_dir: Path) -> int:
 def train_ensemble_members(args) -> int:
     """--ensemble N: a new ensemble of N members; --add-members K: K more (same recipe as
     member 1 unless --recipe says otherwise; same training data)."""
-    import json
-
-    from .config import Config
     from .ensemble import ENSEMBLE_FILE, is_ensemble, members, train_members
+    from .files import read_json
 
     existing = members(args.run_dir) if is_ensemble(args.run_dir) else []
     if args.ensemble and args.add_members:
@@ -104,13 +102,11 @@ def train_ensemble_members(args) -> int:
     else:
         if not is_ensemble(args.run_dir):
             raise InputError(args.run_dir, "is not an ensemble (make one with --ensemble N)")
-        info = json.loads((args.run_dir / ENSEMBLE_FILE).read_text(encoding="utf-8"))
-        first = next((m for m in existing if m.recipe), None)
-        base = (Config.from_dict(json.loads((first.run_dir / "config.json").read_text(
-            encoding="utf-8"))["config"]) if first else None)
-        config = _config_from_args(args, base)
+        info = read_json(args.run_dir / ENSEMBLE_FILE)
+        first = next((m for m in existing if m.config), None)
+        config = _config_from_args(args, first.config if first else None)
         if first and args.seed is None:  # member seeds count on from the first member's
-            config = config.replace(seed=base.seed - first.index + 1)
+            config = config.replace(seed=first.seed - first.index + 1)
         train_csv, count = args.train_csv or info["data"]["train_csv"], args.add_members
     added = train_members(config, train_csv, args.run_dir, count, jobs=args.jobs)
     for m in added:
@@ -200,7 +196,7 @@ def cmd_run(args) -> int:
 
     config = _config_from_args(args)
     start = time.perf_counter()
-    summary = run(config, args.data, args.run_dir, members=args.ensemble or 1, jobs=args.jobs,
+    summary = run(config, args.data, args.run_dir, members=args.ensemble, jobs=args.jobs,
                   tta=args.tta)
     total = time.perf_counter() - start
     run_dir = summary.run_dir

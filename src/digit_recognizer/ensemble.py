@@ -14,7 +14,6 @@ completed: a half-finished ensemble is usable.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 from .config import Config
 from .data import DigitsData, load_train_csv
 from .errors import InputError
-from .files import write_json_atomic
+from .files import read_json, write_json_atomic
 from .train import CONFIG_FILE, MODEL_FILE, check_writable, train
 
 ENSEMBLE_FILE = "ensemble.json"
@@ -34,10 +33,17 @@ class Member:
     index: int  # 1-based
     run_dir: Path
     status: str  # "complete" | "training" | "interrupted" | "unstarted"
-    recipe: str | None
-    seed: int | None
+    config: Config | None  # None until the member's config.json is written
     best_val_accuracy: float | None
     train_seconds: float | None
+
+    @property
+    def recipe(self) -> str | None:
+        return self.config.recipe if self.config else None
+
+    @property
+    def seed(self) -> int | None:
+        return self.config.seed if self.config else None
 
     @property
     def usable(self) -> bool:
@@ -49,22 +55,17 @@ def is_ensemble(run_dir) -> bool:
 
 
 def members(run_dir) -> list[Member]:
-    """Every member directory of an ensemble, in index order, with its state."""
+    """Every member directory of an ensemble, in index order (01..99, 100, ...), with its state."""
     found = []
     members_dir = Path(run_dir) / MEMBERS_DIR
-    for path in sorted(members_dir.iterdir() if members_dir.is_dir() else []):
-        if not (path.is_dir() and path.name.isdigit()):
-            continue
-        info = {}
-        if (path / CONFIG_FILE).exists():
-            try:
-                info = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
-            except (json.JSONDecodeError, UnicodeDecodeError) as e:
-                raise InputError(path / CONFIG_FILE, f"is not valid JSON ({e})") from e
+    paths = [p for p in (members_dir.iterdir() if members_dir.is_dir() else [])
+             if p.is_dir() and p.name.isdigit()]
+    for path in sorted(paths, key=lambda p: int(p.name)):
+        info = read_json(path / CONFIG_FILE) if (path / CONFIG_FILE).exists() else {}
         result = info.get("result", {})
         found.append(Member(
             int(path.name), path, info.get("status", "unstarted"),
-            info.get("config", {}).get("recipe"), info.get("config", {}).get("seed"),
+            Config.from_dict(info["config"]) if "config" in info else None,
             result.get("best_val_accuracy", result.get("best_accuracy")),
             result.get("train_seconds")))
     return found
@@ -75,7 +76,7 @@ def init_ensemble(run_dir, data: DigitsData) -> None:
     run_dir = Path(run_dir)
     path = run_dir / ENSEMBLE_FILE
     if path.exists():
-        info = json.loads(path.read_text(encoding="utf-8"))
+        info = read_json(path)
         if info["data"]["sha256"] != data.sha256:
             raise InputError(data.path, f"differs from the data the ensemble {run_dir} was "
                                         f"trained on ({info['data']['train_csv']}); members "

@@ -1,4 +1,5 @@
-"""Atomic file writing: a reader (or a crash) sees the old file or the new one, never half of one."""
+"""Atomic file writing: a reader (or a crash) sees the old file or the new one, never half of one.
+Also the one JSON reader for the run files (config.json, ensemble.json)."""
 
 from __future__ import annotations
 
@@ -48,3 +49,13 @@ def write_text_atomic(path, text: str) -> None:
 
 def write_json_atomic(path, obj) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2) + "\n")
+
+
+def read_json(path) -> dict:
+    """A run file's JSON; a file that is not valid JSON is an InputError naming it."""
+    from .errors import InputError
+
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(path, f"is not valid JSON ({e})") from e

@@ -46,9 +46,10 @@ def find_or_create_data(data_dir) -> tuple[Path, Path, bool]:
 
 
 def run(config: Config, data_dir="data", run_dir="runs/default", verbose="auto",
-        members: int = 1, jobs: int = 1, tta: bool = False) -> RunSummary:
-    """`members` > 1 trains an ensemble (`jobs` members at a time); `tta` predicts with
-    test-time augmentation."""
+        members: int | None = None, jobs: int = 1, tta: bool = False) -> RunSummary:
+    """`members` = N trains an ensemble of N (`jobs` members at a time), as
+    `digits train --ensemble N` does; None, a single model. `tta` predicts with test-time
+    augmentation."""
     from .data import DigitsData, read_submission, write_submission
     from .ensemble import train_members
     from .evaluate import report_predictions
@@ -66,7 +67,7 @@ def run(config: Config, data_dir="data", run_dir="runs/default", verbose="auto",
     seconds["load"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    if members > 1:
+    if members is not None:
         added = train_members(config, train_data, run_dir, members, jobs=jobs, verbose=verbose)
         best_val = max(m.best_val_accuracy for m in added)
     else:
@@ -89,7 +90,7 @@ def run(config: Config, data_dir="data", run_dir="runs/default", verbose="auto",
         labeled = DigitsData(test_data.pixels, read_submission(answers), str(answers),
                              test_data.sha256)
         metrics = report_predictions(loaded, labeled, probabilities, report_dir, tta)
-    elif members == 1:
+    elif members is None:
         split = split_train_val(train_data, config.val_fraction, config.seed)
         labeled = DigitsData(split.x_val, split.y_val, f"{train_csv} (validation split)",
                              train_data.sha256)

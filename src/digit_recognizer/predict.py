@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import numpy as np
 
 from .data import write_submission
 from .errors import InputError
+from .files import read_json
 from .train import CONFIG_FILE, MODEL_FILE, to_inputs
 
 PREDICT_BATCH = 1024  # images per forward call; large batches amortise per-call overhead
@@ -53,10 +53,7 @@ def load_run(run_dir) -> LoadedRun:
 def _read_json(path: Path) -> dict:
     if not path.exists():
         raise InputError(path, "missing: not a run directory made by `digits train`")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InputError(path, f"is not valid JSON ({e})") from e
+    return read_json(path)
 
 
 def load_model_dir(run_dir: Path) -> tuple[object, dict]:

@@ -20,7 +20,7 @@ import numpy as np
 
 from .config import Config
 from .data import DigitsData, load_train_csv
-from .files import atomic_path, write_json_atomic
+from .files import atomic_path, read_json, write_json_atomic
 
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.json"
@@ -304,15 +304,13 @@ def train(config: Config, train_data: DigitsData | str | os.PathLike, run_dir,
 def resume_training(run_dir, verbose: int | str = "auto") -> TrainResult:
     """Continue an interrupted run from its last completed epoch, with the same config, data,
     optimiser state and learning-rate schedule."""
-    import json
-
     from .errors import InputError
 
     run_dir = Path(run_dir)
     config_path = run_dir / CONFIG_FILE
     if not config_path.exists():
         raise InputError(config_path, "missing: nothing to resume")
-    info = json.loads(config_path.read_text(encoding="utf-8"))
+    info = read_json(config_path)
     if info.get("status") == "complete":
         raise InputError(run_dir, "finished training already: nothing to resume")
     if not (run_dir / BACKUP_DIR).is_dir():
