@@ -1,4 +1,5 @@
-"""The one exception type the CLI turns into a one-line message and exit code 2."""
+"""The one exception type the CLI turns into a one-line message and exit code 2, and the one
+warning type it prints as one line."""
 
 from __future__ import annotations
 
@@ -23,3 +24,25 @@ class InputError(ValueError):
             name = f" ({self.column_name})" if self.column_name else ""
             where.append(f"column {self.column}{name}")
         return f"{', '.join(where)}: {self.message}"
+
+
+class DataWarning(UserWarning):
+    """Input that is valid but deserves a word (a tiny file, a digit with no rows, evaluating on
+    training data). The CLI prints it as one `digits: warning: ...` line."""
+
+
+def show_warnings_as_lines(stream=None) -> None:
+    """Print every DataWarning as one `digits: warning: MESSAGE` line (stderr by default)."""
+    import sys
+    import warnings
+
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, DataWarning):
+            print(f"digits: warning: {message}", file=stream or sys.stderr, flush=True)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    warnings.simplefilter("always", DataWarning)

@@ -107,6 +107,11 @@ def image_to_mnist(source, name: str | None = None) -> np.ndarray:
     return to_mnist(load_image(source, name), name)
 
 
+def load_digits(paths) -> np.ndarray:
+    """Image files -> uint8 (n, 28, 28) MNIST-style digits (the first bad file raises)."""
+    return np.stack([image_to_mnist(p) for p in paths])
+
+
 def save_digit_png(pixels: np.ndarray, path, scale: int = 8) -> None:
     """What the model saw, enlarged (nearest neighbour) so a person can look at it."""
     from PIL import Image

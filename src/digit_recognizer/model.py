@@ -9,10 +9,10 @@ caller can normalise test data by its own statistics (the tutorial's bug).
 
 from __future__ import annotations
 
-import keras
-from keras import layers
-
+from .backend import keras
 from .config import Config
+
+layers = keras.layers
 
 INPUT_SHAPE = (28, 28, 1)
 N_CLASSES = 10

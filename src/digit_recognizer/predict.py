@@ -9,10 +9,12 @@ import numpy as np
 
 from .data import write_submission
 from .errors import InputError
-from .files import read_json
-from .train import CONFIG_FILE, MODEL_FILE, to_inputs
+from .rundir import (CONFIG_FILE, ENSEMBLE_FILE, MODEL_FILE, check_run_dir, is_ensemble,
+                     read_run_json)
+from .train import to_inputs
 
 PREDICT_BATCH = 1024  # images per forward call; large batches amortise per-call overhead
+PREFETCH_CHUNKS = 4  # x 16 MiB of CSV read and checked before the model loads (Kaggle's: 51 MB)
 
 
 @dataclass(frozen=True)
@@ -31,15 +33,13 @@ class LoadedRun:
 
 def load_run(run_dir) -> LoadedRun:
     """Load a run directory: a single model, or every completed member of an ensemble."""
-    from .ensemble import ENSEMBLE_FILE, is_ensemble, members
+    from .ensemble import members
 
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise InputError(run_dir, "is not a run directory (train one with `digits train`)")
+    run_dir = check_run_dir(run_dir)
     if not is_ensemble(run_dir):
         model, info = load_model_dir(run_dir)
         return LoadedRun(run_dir, (model,), (run_dir / MODEL_FILE,), info)
-    info = _read_json(run_dir / ENSEMBLE_FILE)
+    info = read_run_json(run_dir / ENSEMBLE_FILE)
     usable = [m for m in members(run_dir) if m.usable]
     if not usable:
         raise InputError(run_dir, "is an ensemble with no finished member yet "
@@ -50,20 +50,14 @@ def load_run(run_dir) -> LoadedRun:
                      tuple(m.run_dir / MODEL_FILE for m in usable), info)
 
 
-def _read_json(path: Path) -> dict:
-    if not path.exists():
-        raise InputError(path, "missing: not a run directory made by `digits train`")
-    return read_json(path)
-
-
 def load_model_dir(run_dir: Path) -> tuple[object, dict]:
     """A single-model run directory's best model and config.json. Models load in Keras's
     safe_mode, which refuses to deserialise arbitrary Python code (lambdas) from a file."""
     model_path, config_path = run_dir / MODEL_FILE, run_dir / CONFIG_FILE
-    info = _read_json(config_path)
+    info = read_run_json(config_path)
     if not model_path.exists():
         raise InputError(model_path, "missing: training has not finished a single epoch")
-    import keras
+    from .backend import keras
 
     try:
         model = keras.saving.load_model(model_path, compile=False, safe_mode=True)
@@ -142,17 +136,23 @@ def predict_csv(run_dir, test_csv, submission_path, progress: bool | None = None
 
     Streams the CSV (bounded memory for any number of rows) and keeps only one byte per
     image; the submission is written atomically at the end, so bad input found half-way
-    leaves no file. `progress=None` shows a progress bar only on a terminal.
+    leaves no file. The first PREFETCH_CHUNKS chunks (all of a Kaggle-sized file) are read and
+    checked before the model loads, so bad input is answered before TensorFlow starts.
+    `progress=None` shows a progress bar only on a terminal.
     """
+    import itertools
+
     from tqdm import tqdm
 
     from .data import iter_test_chunks
 
+    chunks = iter_test_chunks(test_csv)
+    checked = list(itertools.islice(chunks, PREFETCH_CHUNKS))
     run = load_run(run_dir)
     labels = []
     with tqdm(unit=" img", desc="predict", disable=None if progress is None else not progress,
               leave=False) as bar:
-        for chunk in iter_test_chunks(test_csv):
+        for chunk in itertools.chain(checked, chunks):
             labels.append(predict_labels(run_proba(run, chunk, tta)))
             bar.update(len(chunk))
     labels = np.concatenate(labels)
@@ -168,7 +168,7 @@ def top_k(probabilities: np.ndarray, k: int = 3) -> list[tuple[int, float]]:
 
 def predict_images(run: LoadedRun, paths, tta: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Image files -> (the 28x28 digits the model saw, their probabilities)."""
-    from .images import image_to_mnist
+    from .images import load_digits
 
-    digits = np.stack([image_to_mnist(p) for p in paths])
+    digits = load_digits(paths)
     return digits, run_proba(run, digits, tta)

@@ -9,10 +9,12 @@ A run directory holds everything predict/evaluate need:
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,13 +22,11 @@ import numpy as np
 
 from .config import Config
 from .data import DigitsData, load_train_csv
+from .errors import DataWarning, InputError
 from .files import atomic_path, read_json, write_json_atomic
+from .rundir import BACKUP_DIR, CONFIG_FILE, CURVES_FILE, HISTORY_FILE, MODEL_FILE
 
-MODEL_FILE = "model.keras"
-CONFIG_FILE = "config.json"
-HISTORY_FILE = "history.csv"
-CURVES_FILE = "curves.png"
-BACKUP_DIR = "backup"  # Keras BackupAndRestore state: weights, optimiser, epoch; gone when done
+N_CLASSES = 10
 
 
 @dataclass(frozen=True)
@@ -40,25 +40,67 @@ class Split:
 @dataclass(frozen=True)
 class TrainResult:
     run_dir: Path
-    best_val_accuracy: float
+    best_val_accuracy: float  # training accuracy when monitor == "accuracy" (no validation)
     best_epoch: int  # 1-based
     epochs_run: int
     train_seconds: float
     history: "object"  # pandas.DataFrame, one row per epoch
+    monitor: str = "val_accuracy"  # "accuracy" when trained without a validation split
 
 
 def split_train_val(data: DigitsData, val_fraction: float, seed: int) -> Split:
-    """Stratified, seeded hold-out from the training file (the only validation we ever use)."""
+    """Seeded hold-out from the training file (the only validation we ever use).
+
+    Stratified by digit where the file allows it (every digit present has 2+ rows and the
+    validation part has a row for each); otherwise a seeded random split, with a DataWarning
+    saying why. A file too small to keep a training row beside the validation rows is an
+    InputError stating the minimum.
+    """
     from sklearn.model_selection import train_test_split
 
     if data.labels is None:
         raise ValueError(f"{data.path} has no labels")
     if val_fraction <= 0:
         return Split(data.pixels, data.labels, data.pixels[:0], data.labels[:0])
+    n = len(data)
+    n_val = math.ceil(n * val_fraction)  # scikit-learn's rounding of a fractional test_size
+    if n - n_val < 1:
+        raise InputError(data.path, f"has {n} row{'s' if n != 1 else ''}: holding out "
+                                    f"{val_fraction:g} for validation needs at least "
+                                    f"{min_rows_for_validation(val_fraction)} rows "
+                                    "(or --val-fraction 0 to train on every row)")
+    counts = np.bincount(data.labels, minlength=N_CLASSES)
+    present = int((counts > 0).sum())
+    rarest = int(np.argmin(np.where(counts > 0, counts, n + 1)))
+    if counts[rarest] < 2 or min(n_val, n - n_val) < present:
+        reason = (f"digit {rarest} has a single row" if counts[rarest] < 2 else
+                  f"{n_val} validation rows cannot hold each of {present} digits")
+        warnings.warn(DataWarning(f"{data.path}: validation split is not stratified ({reason}); "
+                                  f"using a seeded random {n_val} of {n} rows"), stacklevel=2)
+        stratify = None
+    else:
+        stratify = data.labels
     x_tr, x_val, y_tr, y_val = train_test_split(
-        data.pixels, data.labels, test_size=val_fraction, random_state=seed,
-        stratify=data.labels)
+        data.pixels, data.labels, test_size=n_val, random_state=seed, stratify=stratify)
     return Split(x_tr, y_tr, x_val, y_val)
+
+
+def min_rows_for_validation(val_fraction: float) -> int:
+    """The fewest rows that leave one training row after holding out `val_fraction`."""
+    n = 2
+    while n - math.ceil(n * val_fraction) < 1:
+        n += 1
+    return n
+
+
+def warn_missing_classes(data: DigitsData) -> None:
+    """A digit with no training row is one the model can never answer: say so, once."""
+    missing = [d for d, c in enumerate(np.bincount(data.labels, minlength=N_CLASSES)) if c == 0]
+    if missing:
+        names = ", ".join(map(str, missing))
+        warnings.warn(DataWarning(f"{data.path}: no rows of digit{'s' if len(missing) > 1 else ''}"
+                                  f" {names}: the model will never predict "
+                                  f"{'them' if len(missing) > 1 else 'it'}"), stacklevel=2)
 
 
 def pixel_statistics(pixels: np.ndarray) -> tuple[float, float]:
@@ -78,6 +120,7 @@ def make_dataset(pixels, labels, batch_size: int, shuffle: bool, seed: int):
     Keras's own autotuning of tf.data stalled short fit() calls on 2 cores, so it is switched
     off and the pipeline is fixed: cache in memory, reshuffle each epoch, batch, prefetch 2.
     """
+    from .backend import keras  # noqa: F401  (TensorFlow imported quietly)
     import tensorflow as tf
 
     x = to_inputs(pixels)
@@ -92,7 +135,7 @@ def make_dataset(pixels, labels, batch_size: int, shuffle: bool, seed: int):
 
 
 def build_optimizer(config: Config, steps_per_epoch: int):
-    import keras
+    from .backend import keras
 
     total = max(1, config.epochs * steps_per_epoch)
     if config.lr_schedule == "onecycle":
@@ -114,7 +157,7 @@ def build_optimizer(config: Config, steps_per_epoch: int):
 
 
 def compile_model(model, config: Config, steps_per_epoch: int):
-    import keras
+    from .backend import keras
 
     model.compile(
         optimizer=build_optimizer(config, steps_per_epoch),
@@ -126,7 +169,7 @@ def compile_model(model, config: Config, steps_per_epoch: int):
 
 
 def library_versions() -> dict[str, str]:
-    import keras
+    from .backend import keras
     import sklearn
 
     versions = {"python": platform.python_version(), "keras": keras.__version__,
@@ -140,7 +183,7 @@ def library_versions() -> dict[str, str]:
 
 def _callbacks(config: Config, run_dir: Path, has_val: bool, extra: list,
                best_so_far: float | None, history_rows: dict):
-    import keras
+    from .backend import keras
 
     from .plots import write_history
 
@@ -202,8 +245,6 @@ def _callbacks(config: Config, run_dir: Path, has_val: bool, extra: list,
 
 def check_writable(directory: Path) -> None:
     """Fail before training, not after an hour, when the run directory cannot be written."""
-    from .errors import InputError
-
     try:
         directory.mkdir(parents=True, exist_ok=True)
         with atomic_path(directory / ".write-test") as tmp:
@@ -222,22 +263,25 @@ def train(config: Config, train_data: DigitsData | str | os.PathLike, run_dir,
     model and history so far, writes the curves, marks config.json "interrupted" and re-raises.
     `resume=True` continues from the last completed epoch (see `resume_training`).
     """
-    import keras
     import pandas as pd
 
+    # Everything that can be wrong with the input is checked before Keras (seconds) loads.
+    data = train_data if isinstance(train_data, DigitsData) else load_train_csv(train_data)
+    split = split_train_val(data, config.val_fraction, config.seed)
+    warn_missing_classes(data)
+    run_dir = Path(run_dir)
+    check_writable(run_dir)
+
+    from .backend import keras
     from .model import build_model
     from .plots import plot_curves
 
-    data = train_data if isinstance(train_data, DigitsData) else load_train_csv(train_data)
-    run_dir = Path(run_dir)
-    check_writable(run_dir)
     if not resume:  # a fresh run never picks up a stale backup or history
         import shutil
         shutil.rmtree(run_dir / BACKUP_DIR, ignore_errors=True)
         (run_dir / HISTORY_FILE).unlink(missing_ok=True)
     keras.utils.set_random_seed(config.seed)
 
-    split = split_train_val(data, config.val_fraction, config.seed)
     mean, std = pixel_statistics(split.x_train)
     steps_per_epoch = -(-len(split.x_train) // config.batch_size)
     model = compile_model(build_model(config, mean, std), config, steps_per_epoch)
@@ -281,14 +325,15 @@ def train(config: Config, train_data: DigitsData | str | os.PathLike, run_dir,
         info["status"] = status
         if frame.empty:  # interrupted before the first epoch ended
             write_json_atomic(run_dir / CONFIG_FILE, info)
-            return TrainResult(run_dir, float("nan"), 0, 0, seconds, frame)
+            return TrainResult(run_dir, float("nan"), 0, 0, seconds, frame, monitor)
         best = int(frame[monitor].idxmax())
         best_epoch, best_value = int(frame["epoch"][best]), float(frame[monitor][best])
         plot_curves(frame, run_dir / CURVES_FILE, title=f"recipe '{config.recipe}'")
         info["result"] = {"best_epoch": best_epoch, f"best_{monitor}": best_value,
                           "epochs_run": len(frame), "train_seconds": round(seconds, 2)}
         write_json_atomic(run_dir / CONFIG_FILE, info)
-        return TrainResult(run_dir, best_value, best_epoch, len(frame), seconds, frame)
+        return TrainResult(run_dir, best_value, best_epoch, len(frame), seconds, frame,
+                           monitor)
 
     try:
         # shuffle=False: the tf.data pipeline already reshuffles every epoch.
@@ -304,8 +349,6 @@ def train(config: Config, train_data: DigitsData | str | os.PathLike, run_dir,
 def resume_training(run_dir, verbose: int | str = "auto") -> TrainResult:
     """Continue an interrupted run from its last completed epoch, with the same config, data,
     optimiser state and learning-rate schedule."""
-    from .errors import InputError
-
     run_dir = Path(run_dir)
     config_path = run_dir / CONFIG_FILE
     if not config_path.exists():

@@ -1,0 +1,64 @@
+"""Keras, imported once, with TensorFlow's C++ start-up lines kept off the user's terminal.
+
+    from .backend import keras    # inside the functions that need it: seconds of import
+
+TensorFlow 2.21 writes its start-up notes (`WARNING: All log messages before
+absl::InitializeLog() ...`, `I0000 ... oneDNN custom operations are on`, the CPU-feature note)
+from C++ straight to file descriptor 2, before absl's logging exists, so TF_CPP_MIN_LOG_LEVEL
+cannot filter them; it only filters what comes later. So file descriptor 2 is pointed at a
+temporary file for the duration of the import, and afterwards everything it caught is written
+to the real stderr except those informational lines: an error (`E...`/`F...` lines, Python
+warnings, a failing import's message) stays visible.
+
+DIGITS_DEBUG=1 (set by `digits --debug`) imports without any filtering.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tempfile
+
+# Must be set before TensorFlow's first import; it filters C++ INFO/WARNING lines after start-up.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# Lines TensorFlow's C++ start-up writes that carry nothing for a user: absl's pre-init notice,
+# INFO (I) and WARNING (W) records ("I0000 00:00:1795571940.607650    3115 port.cc:153] ..."),
+# and the continuation
+# line of the CPU-feature note.
+START_UP_NOISE = re.compile(
+    r"^(WARNING: All log messages before absl::InitializeLog\(\) is called"
+    r"|[IW]\d{4} [\d:.]+ +\d+ [\w.]+:\d+\] "
+    r"|To enable the following instructions: .* rebuild TensorFlow)")
+
+
+def filter_start_up_lines(text: str) -> str:
+    """`text` without TensorFlow's start-up INFO/WARNING lines (kept: everything else)."""
+    return "".join(line for line in text.splitlines(keepends=True)
+                   if not START_UP_NOISE.match(line))
+
+
+def _import_keras():
+    if os.environ.get("DIGITS_DEBUG") == "1" or "keras" in sys.modules:
+        import keras
+        return keras
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            import keras
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            kept = filter_start_up_lines(caught.read().decode("utf-8", "replace"))
+            if kept:
+                sys.stderr.write(kept)
+                sys.stderr.flush()
+    return keras
+
+
+keras = _import_keras()
