@@ -9,7 +9,7 @@ that need it import it when called.
 from .config import RECIPES, Config, get_recipe
 from .data import (DigitsData, load_embedded_mnist, load_test_csv, load_train_csv,
                    read_submission, write_demo_data, write_submission)
-from .errors import InputError
+from .errors import DataWarning, InputError
 from .evaluate import Score, accuracy, score_labels, score_submission
 from .pipeline import RunSummary, run
 from .ensemble import train_members
@@ -29,7 +29,7 @@ def __getattr__(name):  # model.py imports Keras, so it is loaded on first use o
 
 __all__ = [
     "RECIPES", "Config", "get_recipe", "DigitsData", "load_embedded_mnist", "load_test_csv",
-    "load_train_csv", "read_submission", "write_demo_data", "write_submission", "InputError",
+    "load_train_csv", "read_submission", "write_demo_data", "write_submission", "InputError", "DataWarning",
     "Score", "accuracy", "score_labels", "score_submission", "RunSummary", "run", "LoadedRun",
     "load_run", "predict_csv", "predict_labels", "predict_proba", "run_proba", "train_members",
     "TrainResult",

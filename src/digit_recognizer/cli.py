@@ -1,29 +1,39 @@
 """`digits` command line: parses arguments, calls the library, prints results.
 
-Bad input (InputError) is one line on stderr and exit code 2; `--debug` shows the traceback.
+Bad input (InputError) is one line on stderr and exit code 2; a usage error is argparse's
+`usage: ...` / `digits CMD: error: ...`, exit code 2; `--debug` shows tracebacks and
+TensorFlow's own start-up lines. Nothing heavy is imported before the input is checked.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
-from .errors import InputError
+from . import __version__
+from .config import RECIPE_SUMMARIES, RECIPES, get_recipe
+from .data import write_demo_data
+from .ensemble import base_config, is_ensemble, members, resume, train_members
+from .errors import InputError, show_warnings_as_lines
+from .evaluate import evaluate_run, report_submission, score_submission
+from .images import load_digits, save_digit_png
+from .pipeline import run
+from .predict import load_run, predict_csv, run_proba, top_k
+from .rundir import ENSEMBLE_FILE
+from .train import train
 
 EXIT_INPUT = 2
-
-
-def _quiet_tensorflow() -> None:
-    # TensorFlow's C++ start-up chatter (CPU feature notes, oneDNN notices) is not for users.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+EXIT_INTERRUPTED = 130
+log = functools.partial(print, flush=True)  # progress lines reach a pipe or log file at once
 
 
 def cmd_demo_data(args) -> int:
-    from .data import write_demo_data
-
     demo = write_demo_data(args.dir, n_train=args.rows, seed=args.seed, n_test=args.test_rows)
     print(f"wrote {demo.train_csv} ({len(demo.train_indices)} rows), {demo.test_csv} "
           f"({len(demo.test_order)} rows), {demo.answers_csv} (answer key)")
@@ -32,8 +42,6 @@ def cmd_demo_data(args) -> int:
 
 def _config_from_args(args, base=None):
     """The recipe named by --recipe (or `base`, else the default) with the options' overrides."""
-    from .config import get_recipe
-
     if args.recipe or base is None:
         base = get_recipe(args.recipe or "default")
     return base.replace(
@@ -42,73 +50,54 @@ def _config_from_args(args, base=None):
 
 
 def cmd_train(args) -> int:
-    from .train import train
-
     if args.resume:
         if args.train_csv or args.run_dir or args.ensemble or args.add_members:
-            raise SystemExit("digits train: --resume RUN takes no TRAIN_CSV, --run-dir, "
-                             "--ensemble or --add-members")
-        return resume_run(args.resume)
+            args.parser.error("--resume RUN takes no TRAIN_CSV, --run-dir, --ensemble or "
+                              "--add-members")
+        for result in resume(args.resume):
+            print_result(result)
+        return 0
     if not args.run_dir:
-        raise SystemExit("digits train: needs --run-dir (or --resume RUN)")
+        args.parser.error("needs --run-dir RUN (or --resume RUN)")
+    if args.ensemble and args.add_members:
+        args.parser.error("give --ensemble N (a new ensemble) or --add-members K, not both")
     if args.ensemble or args.add_members:
         return train_ensemble_members(args)
     if args.jobs > 1:
-        raise SystemExit("digits train: --jobs J trains ensemble members; add --ensemble N")
+        args.parser.error("--jobs J trains ensemble members; add --ensemble N")
     if not args.train_csv:
-        raise SystemExit("digits train: needs TRAIN_CSV and --run-dir (or --resume RUN)")
+        args.parser.error("needs TRAIN_CSV and --run-dir RUN (or --resume RUN)")
     print_result(train(_config_from_args(args), args.train_csv, args.run_dir))
     return 0
 
 
 def print_result(result) -> None:
-    print(f"best validation accuracy {result.best_val_accuracy:.4f} at epoch {result.best_epoch}"
+    what = ("validation accuracy" if result.monitor == "val_accuracy"
+            else "training accuracy (no validation split)")
+    print(f"best {what} {result.best_val_accuracy:.4f} at epoch {result.best_epoch}"
           f"/{result.epochs_run}, {result.train_seconds:.1f} s; files in {result.run_dir}/")
 
 
-def resume_run(run_dir: Path) -> int:
-    """A single run resumes itself; an ensemble resumes each member that was interrupted."""
-    from .ensemble import is_ensemble, members
-    from .train import BACKUP_DIR, resume_training
-
-    if not is_ensemble(run_dir):
-        print_result(resume_training(run_dir))
-        return 0
-    stopped = [m for m in members(run_dir)
-               if m.status != "complete" and (m.run_dir / BACKUP_DIR).is_dir()]
-    if not stopped:
-        raise InputError(run_dir, "has no interrupted member to resume")
-    for member in stopped:
-        print_result(resume_training(member.run_dir))
-    return 0
-
-
 def train_ensemble_members(args) -> int:
-    """--ensemble N: a new ensemble of N members; --add-members K: K more (same recipe as
-    member 1 unless --recipe says otherwise; same training data)."""
-    from .ensemble import ENSEMBLE_FILE, is_ensemble, members, train_members
-    from .files import read_json
-
+    """--ensemble N: a new ensemble of N members; --add-members K: K more (same recipe and seed
+    sequence as member 1 unless options say otherwise; same training data)."""
     existing = members(args.run_dir) if is_ensemble(args.run_dir) else []
-    if args.ensemble and args.add_members:
-        raise SystemExit("digits train: give --ensemble N (new) or --add-members K, not both")
     if args.ensemble:
         if existing:
             raise InputError(args.run_dir, f"already holds an ensemble of {len(existing)} "
                                            "members; use --add-members K to add more")
         if not args.train_csv:
-            raise SystemExit("digits train: --ensemble N needs TRAIN_CSV")
+            args.parser.error("--ensemble N needs TRAIN_CSV")
         config, train_csv, count = _config_from_args(args), args.train_csv, args.ensemble
     else:
         if not is_ensemble(args.run_dir):
             raise InputError(args.run_dir, "is not an ensemble (make one with --ensemble N)")
-        info = read_json(args.run_dir / ENSEMBLE_FILE)
-        first = next((m for m in existing if m.config), None)
-        config = _config_from_args(args, first.config if first else None)
-        if first and args.seed is None:  # member seeds count on from the first member's
-            config = config.replace(seed=first.seed - first.index + 1)
+        from .rundir import read_run_json
+
+        info = read_run_json(args.run_dir / ENSEMBLE_FILE)
+        config = _config_from_args(args, base_config(args.run_dir))
         train_csv, count = args.train_csv or info["data"]["train_csv"], args.add_members
-    added = train_members(config, train_csv, args.run_dir, count, jobs=args.jobs)
+    added = train_members(config, train_csv, args.run_dir, count, jobs=args.jobs, log=log)
     for m in added:
         print(f"member {m.index:02d}: recipe '{m.recipe}', seed {m.seed}, validation "
               f"{m.best_val_accuracy:.4f}, {m.train_seconds:.1f} s")
@@ -122,29 +111,27 @@ def _is_csv(path: Path) -> bool:
 
 
 def cmd_predict(args) -> int:
-    from .predict import predict_csv
-
     if len(args.inputs) == 1 and _is_csv(args.inputs[0]):
+        output = args.output or Path("submission.csv")
         t = time.perf_counter()
-        labels = predict_csv(args.run_dir, args.inputs[0], args.output or Path("submission.csv"),
-                             tta=args.tta)
-        print(f"wrote {args.output or 'submission.csv'}: {len(labels)} predictions in "
-              f"{time.perf_counter() - t:.1f} s")
+        labels = predict_csv(args.run_dir, args.inputs[0], output, tta=args.tta)
+        print(f"wrote {output}: {len(labels)} predictions in {time.perf_counter() - t:.1f} s")
         return 0
     if any(_is_csv(p) for p in args.inputs):
-        raise SystemExit("digits predict: give one test CSV, or image files, not both")
+        args.parser.error("give one test CSV, or image files, not both")
+    if args.output:
+        args.parser.error("-o/--output is for a test CSV; images print their labels "
+                          "(--format csv for a table)")
     return predict_image_files(args)
 
 
 def predict_image_files(args) -> int:
-    from .images import save_digit_png
-    from .predict import load_run, predict_images, top_k
-
-    run = load_run(args.run_dir)
-    digits, probabilities = predict_images(run, args.inputs, tta=args.tta)
+    digits = load_digits(args.inputs)  # every image is checked before the model loads
+    probabilities = run_proba(load_run(args.run_dir), digits, args.tta)
     if args.format == "csv":
         print("file,label,probability")
-    for path, pixels, probs in zip(args.inputs, digits, probabilities):
+    shown = seen_names(args.inputs)
+    for path, pixels, probs, name in zip(args.inputs, digits, probabilities, shown):
         best = top_k(probs)
         if args.format == "csv":
             print(f"{path},{best[0][0]},{best[0][1]:.6f}")
@@ -152,20 +139,30 @@ def predict_image_files(args) -> int:
             others = "  ".join(f"{d}: {p:.1%}" for d, p in best)
             print(f"{path}: {best[0][0]}   ({others})")
         if args.show:
-            save_digit_png(pixels, args.show / f"{Path(path).stem}.seen.png")
+            save_digit_png(pixels, args.show / name)
     if args.show:
         print(f"what the model saw: {args.show}/*.seen.png", file=sys.stderr)
     return 0
 
 
-def cmd_score(args) -> int:
-    from .evaluate import report_submission, score_submission
+def seen_names(paths) -> list[str]:
+    """`--show` file names: NAME.seen.png from each image's stem, made distinct where two
+    inputs share one (four.png and four.jpg -> four.png.seen.png, four.jpg.seen.png; the same
+    name in two folders -> a number in front)."""
+    paths = [Path(p) for p in paths]
+    stems = [p.stem for p in paths]
+    names = [p.stem if stems.count(p.stem) == 1 else p.name for p in paths]
+    names = [n if names.count(n) == 1 else f"{i + 1}-{n}" for i, n in enumerate(names)]
+    return [f"{n}.seen.png" for n in names]
 
+
+def cmd_score(args) -> int:
+    if args.report:  # the report's summary gives the accuracy; print it once
+        print_metrics(report_submission(args.submission, args.answers, args.report), args.report)
+        return 0
     score = score_submission(args.submission, args.answers)
     print(f"accuracy {score.accuracy:.4%} ({score.n_images - score.n_errors}/{score.n_images} "
           f"correct, {score.n_errors} errors)")
-    if args.report:
-        print_metrics(report_submission(args.submission, args.answers, args.report), args.report)
     return 0
 
 
@@ -183,29 +180,26 @@ def print_metrics(metrics: dict, report_dir) -> None:
 
 
 def cmd_evaluate(args) -> int:
-    from .evaluate import evaluate_run
-
     report_dir = args.report or args.run_dir / "report"
-    print_metrics(evaluate_run(args.run_dir, args.labeled_csv, report_dir, tta=args.tta),
-                  report_dir)
+    print_metrics(evaluate_run(args.run_dir, args.data_csv, report_dir, tta=args.tta,
+                               labels_csv=args.labels), report_dir)
     return 0
 
 
 def cmd_run(args) -> int:
-    from .pipeline import run
-
     config = _config_from_args(args)
+    data = args.data or Path("data")
     start = time.perf_counter()
-    summary = run(config, args.data, args.run_dir, members=args.ensemble, jobs=args.jobs,
-                  tta=args.tta)
+    summary = run(config, data, args.run_dir, members=args.ensemble, jobs=args.jobs,
+                  tta=args.tta, write_demo=args.data is None or args.demo_data, log=log)
     total = time.perf_counter() - start
     run_dir = summary.run_dir
     print()
     print(f"== digit-recognizer: recipe '{config.recipe}' ==")
     if summary.created_demo_data:
-        print(f"data         {args.data}/ (demo data written from the embedded MNIST copy)")
+        print(f"data         {data}/ (demo data written from the embedded MNIST copy)")
     else:
-        print(f"data         {args.data}/")
+        print(f"data         {data}/")
     print(f"validation   {summary.best_val_accuracy:.4%} (best epoch, split of train.csv)")
     if summary.score is not None:
         print(f"held-out     {summary.score.accuracy:.4%} accuracy on {summary.score.n_images} "
@@ -233,74 +227,144 @@ def cmd_run(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from .serve import serve
+    from .serve import check_port_free, create_app, serve
 
-    print(f"serving {args.run_dir} on http://{args.host}:{args.port}/ (Ctrl-C stops)")
-    serve(args.run_dir, host=args.host, port=args.port)
+    check_port_free(args.host, args.port)
+    app = create_app(args.run_dir)  # loads the run: a bad one fails before any announcement
+    log(f"serving {args.run_dir} on http://{args.host}:{args.port}/ (Ctrl-C stops)")
+    serve(app, host=args.host, port=args.port)
     return 0
 
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+# ---------------------------------------------------------------------------------------------
+# The parser: every number is range-checked here (exit 2, one line)
+
+
+def int_at_least(low: int, high: int | None = None):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low or (high is not None and value > high):
+            within = f"{low} to {high}" if high is not None else f"{low} or more"
+            raise argparse.ArgumentTypeError(f"must be {within}, not {value}")
+        return value
+    return parse
+
+
+def fraction_below_one(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, not {text}")
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .config import RECIPES
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Examples kept as written; every option with a default shows it."""
 
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if ("%(default)" not in text and action.option_strings
+                and action.default not in (None, False, argparse.SUPPRESS)):
+            text += " (default: %(default)s)"
+        return text
+
+
+def _examples(*lines: str) -> str:
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+RECIPE_HELP = "recipes (measured on the project's 2-core machine):\n" + "\n".join(
+    f"  {name:9s} {RECIPE_SUMMARIES.get(name, '')}" for name in RECIPES)
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="digits", description="Kaggle's Digit Recognizer, end to end, on Keras 3.")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+        prog="digits", formatter_class=HelpFormatter,
+        description="Kaggle's Digit Recognizer, end to end, on Keras 3.",
+        epilog=_examples("digits run                     # demo data, train, submission, score",
+                         "digits COMMAND --help          # each command's options"))
+    parser.add_argument("--version", action="version", version=f"digits {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show tracebacks and TensorFlow's own log lines")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name, help, examples, **kwargs):
+        p = sub.add_parser(name, help=help, description=kwargs.pop("description", help),
+                           formatter_class=HelpFormatter, epilog=examples, **kwargs)
+        p.set_defaults(parser=p)
+        return p
 
     def training_options(p):
         p.add_argument("--recipe", choices=sorted(RECIPES),
-                       help="named configuration (default: 'default'; with --add-members: "
-                            "the ensemble's first member's)")
-        p.add_argument("--epochs", type=int, help="override the recipe's epochs")
-        p.add_argument("--batch-size", type=int, help="override the recipe's batch size")
-        p.add_argument("--val-fraction", type=float,
-                       help="fraction of the training CSV held out for validation")
-        p.add_argument("--seed", type=int, help="random seed (split, init, augmentation)")
+                       help="named configuration, see below (default: 'default')")
+        p.add_argument("--epochs", type=int_at_least(1), metavar="N",
+                       help="override the recipe's epochs")
+        p.add_argument("--batch-size", type=int_at_least(1), metavar="N",
+                       help="override the recipe's batch size")
+        p.add_argument("--val-fraction", type=fraction_below_one, metavar="F",
+                       help="fraction of the training CSV held out for validation, 0 to <1 "
+                            "(default: the recipe's, 0.1)")
+        p.add_argument("--seed", type=int_at_least(0), metavar="S",
+                       help="random seed: split, initialisation, augmentation (default: 2)")
         p.add_argument("--no-augment", action="store_true", help="train without augmentation")
-        p.add_argument("--ensemble", type=positive_int, metavar="N",
-                       help="train N models (seeds SEED..SEED+N-1, each its own validation "
-                            "split) into RUN/members/; predictions average them")
-        p.add_argument("--jobs", type=positive_int, default=1, metavar="J",
+        p.add_argument("--ensemble", type=int_at_least(1), metavar="N",
+                       help="train N models (seeds S..S+N-1, each its own validation split) "
+                            "into RUN/members/; predictions average them")
+        p.add_argument("--jobs", type=int_at_least(1), default=1, metavar="J",
                        help="ensembles: train J members at a time, each in its own process "
-                            "with cores/J threads (default 1)")
+                            "with cores/J threads")
 
     def tta_option(p):
         p.add_argument("--tta", action="store_true",
                        help="test-time augmentation: average over the image moved one pixel "
                             "each way and turned +/-8 degrees (7x the inference time)")
 
-    p = sub.add_parser("demo-data", help="write Kaggle-format CSVs from the embedded MNIST")
-    p.add_argument("dir", type=Path)
-    p.add_argument("--rows", type=int, default=42_000, help="training rows (default 42000)")
-    p.add_argument("--test-rows", type=int, help="keep only the first N test rows (default all 10000)")
-    p.add_argument("--seed", type=int, default=0)
+    p = command("demo-data", "write Kaggle-format CSVs from the embedded MNIST copy",
+                _examples("digits demo-data data/",
+                          "digits demo-data /tmp/small --rows 1000 --test-rows 200"))
+    p.add_argument("dir", type=Path, help="directory for train.csv, test.csv, test_labels.csv")
+    p.add_argument("--rows", type=int_at_least(1, 60_000), default=42_000,
+                   help="training rows drawn from MNIST's 60,000 training images")
+    p.add_argument("--test-rows", type=int_at_least(1, 10_000), metavar="N",
+                   help="keep only the first N of the 10,000 shuffled test images (default: all)")
+    p.add_argument("--seed", type=int_at_least(0), default=0,
+                   help="seed of the row draw and the test order")
     p.set_defaults(func=cmd_demo_data)
 
-    p = sub.add_parser("train", help="train a model into a run directory")
-    p.add_argument("train_csv", type=Path, nargs="?")
-    p.add_argument("--run-dir", type=Path)
+    p = command("train", "train a model (or an ensemble) into a run directory",
+                _examples("digits train data/train.csv --run-dir runs/mine",
+                          "digits train data/train.csv --run-dir runs/ens --recipe best "
+                          "--ensemble 4 --jobs 2",
+                          "digits train --run-dir runs/ens --add-members 2",
+                          "digits train --resume runs/mine") + "\n\n" + RECIPE_HELP)
+    p.add_argument("train_csv", type=Path, nargs="?", metavar="TRAIN_CSV",
+                   help="labeled CSV in Kaggle's train.csv format (.csv or .csv.gz)")
+    p.add_argument("--run-dir", type=Path, metavar="RUN",
+                   help="directory for the model, config, history and curves (required)")
     p.add_argument("--resume", type=Path, metavar="RUN",
                    help="continue an interrupted run (or an ensemble's interrupted members) "
                         "from the last completed epoch")
-    p.add_argument("--add-members", type=positive_int, metavar="K",
-                   help="train K more members into the ensemble RUN (its data by default)")
+    p.add_argument("--add-members", type=int_at_least(1), metavar="K",
+                   help="train K more members into the ensemble RUN (its data and member 1's "
+                        "recipe unless given)")
     training_options(p)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("predict", help="predict a test CSV (-> Kaggle submission) or images",
-                       description="digits predict RUN TEST_CSV -o submission.csv, or "
-                                   "digits predict RUN IMAGE... (PNG, JPEG, any size/polarity)")
-    p.add_argument("run_dir", type=Path)
-    p.add_argument("inputs", type=Path, nargs="+", metavar="TEST_CSV|IMAGE")
-    p.add_argument("-o", "--output", type=Path, help="submission file (default submission.csv)")
+    p = command("predict", "predict a test CSV (-> Kaggle submission) or image files",
+                _examples("digits predict runs/default data/test.csv -o submission.csv",
+                          "digits predict runs/default photo.jpg drawing.png --show seen/"),
+                description="Predict a test CSV in Kaggle's format and write a submission, "
+                            "or read digits from images (PNG, JPEG; any size, either polarity)")
+    p.add_argument("run_dir", type=Path, metavar="RUN", help="a run directory from `digits train`")
+    p.add_argument("inputs", type=Path, nargs="+", metavar="TEST_CSV|IMAGE",
+                   help="one test CSV (pixel0..pixel783), or image files")
+    p.add_argument("-o", "--output", type=Path,
+                   help="submission file, for a test CSV (default: submission.csv)")
     p.add_argument("--show", type=Path, metavar="DIR",
                    help="images: save the 28x28 digit the model saw, as DIR/NAME.seen.png")
     p.add_argument("--format", choices=["text", "csv"], default="text",
@@ -308,29 +372,50 @@ def build_parser() -> argparse.ArgumentParser:
     tta_option(p)
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("score", help="check a submission's format and score it")
-    p.add_argument("submission", type=Path)
-    p.add_argument("answers", type=Path)
-    p.add_argument("--report", type=Path, help="also write confusion matrix and per-class table")
+    p = command("score", "check a submission's format and score it against an answer key",
+                _examples("digits score runs/default/submission.csv data/test_labels.csv",
+                          "digits score submission.csv data/test_labels.csv --report rep/"))
+    p.add_argument("submission", type=Path, help="ImageId,Label file to check and score")
+    p.add_argument("answers", type=Path, help="the answer key, also ImageId,Label")
+    p.add_argument("--report", type=Path, metavar="DIR",
+                   help="also write metrics.json, confusion.png and report.html to DIR")
     p.set_defaults(func=cmd_score)
 
-    p = sub.add_parser("evaluate", help="accuracy report, confusion matrix, worst errors")
-    p.add_argument("run_dir", type=Path)
-    p.add_argument("labeled_csv", type=Path, help="labeled CSV (Kaggle train.csv format)")
-    p.add_argument("--report", type=Path, help="report directory (default RUN/report)")
+    p = command("evaluate", "a run's accuracy report: metrics, confusion matrix, worst errors",
+                _examples("digits evaluate runs/default data/test.csv --labels "
+                          "data/test_labels.csv",
+                          "digits evaluate runs/default labeled.csv --report rep/ --tta"))
+    p.add_argument("run_dir", type=Path, metavar="RUN", help="a run directory from `digits train`")
+    p.add_argument("data_csv", type=Path, metavar="CSV",
+                   help="labeled CSV (train.csv format), or a test CSV with --labels")
+    p.add_argument("--labels", type=Path, metavar="ANSWERS",
+                   help="answer key (ImageId,Label) for an unlabeled test CSV")
+    p.add_argument("--report", type=Path, metavar="DIR",
+                   help="report directory (default: RUN/report)")
     tta_option(p)
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("serve", help="HTTP API and a drawing page for a trained run")
-    p.add_argument("run_dir", type=Path)
-    p.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this machine only)")
-    p.add_argument("--port", type=int, default=8000)
+    p = command("serve", "HTTP API and a drawing page for a trained run",
+                _examples("digits serve runs/default                # http://127.0.0.1:8000/",
+                          "digits serve runs/default --port 8080"))
+    p.add_argument("run_dir", type=Path, metavar="RUN", help="a run directory from `digits train`")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on; 127.0.0.1 is this machine only")
+    p.add_argument("--port", type=int_at_least(1, 65535), default=8000, help="TCP port")
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("run", help="the main job: data, train, predict, submission, score")
-    p.add_argument("--data", type=Path, default=Path("data"),
-                   help="directory with train.csv/test.csv (demo data is written if empty)")
-    p.add_argument("--run-dir", type=Path, default=Path("runs/default"))
+    p = command("run", "the main job: data, train, predict, submission, score, report",
+                _examples("digits run                                # demo data in data/",
+                          "digits run --data ~/kaggle/digit-recognizer --recipe fast",
+                          "digits run --recipe best --ensemble 2 --jobs 2 --tta")
+                + "\n\n" + RECIPE_HELP)
+    p.add_argument("--data", type=Path, metavar="DIR",
+                   help="directory with Kaggle's train.csv and test.csv (default: data/, where "
+                        "MNIST demo data is written if it has none)")
+    p.add_argument("--demo-data", action="store_true",
+                   help="write the demo data into --data DIR if it has no CSVs")
+    p.add_argument("--run-dir", type=Path, default=Path("runs/default"), metavar="RUN",
+                   help="directory for the run's files and submission.csv")
     training_options(p)
     tta_option(p)
     p.set_defaults(func=cmd_run)
@@ -341,12 +426,22 @@ def _sigterm_as_interrupt(signum, frame):
     raise KeyboardInterrupt  # same clean stop as Ctrl-C: best model and history are kept
 
 
-def main(argv: list[str] | None = None) -> int:
-    _quiet_tensorflow()
-    args = build_parser().parse_args(argv)
-    import signal
-    import threading
+def _interrupted(args) -> int:
+    if sys.stdout.isatty() or sys.stderr.isatty():
+        print(file=sys.stderr)  # end the progress bar's line: the message gets its own
+    run_dir = getattr(args, "resume", None) or getattr(args, "run_dir", None)
+    hint = (f" (`digits train --resume {run_dir}` continues training)"
+            if args.command in ("train", "run") and run_dir else "")
+    print(f"digits: interrupted; finished files are kept{hint}", file=sys.stderr)
+    return EXIT_INTERRUPTED
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    debug_before = os.environ.get("DIGITS_DEBUG")
+    if args.debug:
+        os.environ["DIGITS_DEBUG"] = "1"  # backend.py (here and in member processes): unfiltered
+    show_warnings_as_lines()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     try:
@@ -357,9 +452,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"digits: error: {e}", file=sys.stderr)
         return EXIT_INPUT
     except KeyboardInterrupt:
-        print("digits: interrupted; finished files are kept (`digits train --resume RUN` "
-              "continues training)", file=sys.stderr)
-        return 130
+        return _interrupted(args)
+    finally:  # main() called from Python (tests, notebooks) leaves the environment as it was
+        if debug_before is None:
+            os.environ.pop("DIGITS_DEBUG", None)
+        else:
+            os.environ["DIGITS_DEBUG"] = debug_before
 
 
 if __name__ == "__main__":

@@ -198,6 +198,10 @@ def _check_header(path: Path, columns: tuple[str, ...]) -> None:
     if columns[0] == "label" and header == TEST_COLUMNS:
         raise InputError(path, "has no 'label' column: this looks like a test file, "
                                "but a labeled (train) file was expected", line=1)
+    if header == SUBMISSION_COLUMNS:
+        raise InputError(path, "holds ImageId,Label (a submission or answer key), not images; "
+                               "to evaluate on a test CSV and its answer key: digits evaluate "
+                               "RUN test.csv --labels test_labels.csv", line=1)
     if columns[0] != "label" and header == TRAIN_COLUMNS:
         raise InputError(path, "has a 'label' column: this looks like a train file, "
                                "but an unlabeled (test) file was expected", line=1)

@@ -15,6 +15,7 @@ completed: a half-finished ensemble is usable.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,11 +23,9 @@ from .config import Config
 from .data import DigitsData, load_train_csv
 from .errors import InputError
 from .files import read_json, write_json_atomic
-from .train import CONFIG_FILE, MODEL_FILE, check_writable, train
-
-ENSEMBLE_FILE = "ensemble.json"
-MEMBERS_DIR = "members"
-
+from .rundir import (BACKUP_DIR, CONFIG_FILE, ENSEMBLE_FILE, MEMBERS_DIR, MODEL_FILE,
+                     is_ensemble)
+from .train import check_writable, resume_training, train
 
 @dataclass(frozen=True)
 class Member:
@@ -48,10 +47,6 @@ class Member:
     @property
     def usable(self) -> bool:
         return self.status == "complete" and (self.run_dir / MODEL_FILE).exists()
-
-
-def is_ensemble(run_dir) -> bool:
-    return (Path(run_dir) / ENSEMBLE_FILE).exists()
 
 
 def members(run_dir) -> list[Member]:
@@ -105,35 +100,127 @@ def claim_member_dir(run_dir) -> tuple[int, Path]:
 
 
 def train_member(config: Config, data: DigitsData | str | os.PathLike, run_dir,
-                 verbose: int | str = "auto"):
-    """Train one more member of the ensemble in `run_dir` (seed = config.seed + index - 1)."""
+                 verbose: int | str = "auto", log=None):
+    """Train one more member of the ensemble in `run_dir` (seed = config.seed + index - 1).
+    `log` (e.g. print) gets a line when the member starts, after each epoch and at its end."""
     data = data if isinstance(data, DigitsData) else load_train_csv(data)
     init_ensemble(run_dir, data)
     index, member_dir = claim_member_dir(run_dir)
-    return train(config.replace(seed=config.seed + index - 1), data, member_dir, verbose=verbose)
+    member_config = config.replace(seed=member_seed(config.seed, index))
+    prefix = f"member {index:02d}"
+    callbacks = []
+    if log:
+        log(f"{prefix}: started, recipe '{member_config.recipe}', seed {member_config.seed}, "
+            f"{member_config.epochs} epochs")
+        callbacks.append(epoch_logger(log, prefix, member_config.epochs))
+    result = train(member_config, data, member_dir, callbacks=callbacks,
+                   verbose=0 if log else verbose)
+    if log:
+        log(f"{prefix}: done, best {result.monitor.replace('_', ' ')} "
+            f"{result.best_val_accuracy:.4f} at epoch {result.best_epoch}, "
+            f"{result.train_seconds:.1f} s")
+    return result
+
+
+def member_seed(base_seed: int, index: int) -> int:
+    """Member `index` (1-based) trains with seed base + index - 1 (its own split and init)."""
+    return base_seed + index - 1
+
+
+def base_config(run_dir) -> Config | None:
+    """The config new members of an existing ensemble get by default: the first member's, with
+    the seed its member 1 would have (so seeds keep counting on). None while no member has one."""
+    first = next((m for m in members(run_dir) if m.config), None)
+    if first is None:
+        return None
+    return first.config.replace(seed=first.seed - member_seed(0, first.index))
 
 
 def train_members(config: Config, data: DigitsData | str | os.PathLike, run_dir, count: int,
-                  jobs: int = 1, verbose: int | str = "auto") -> list[Member]:
+                  jobs: int = 1, verbose: int | str = "auto", log=None) -> list[Member]:
     """Add `count` members to the ensemble in `run_dir` (created if new), `jobs` at a time.
 
     With jobs > 1 each member trains in its own process with cores/jobs threads: on 2 cores,
     two one-thread processes train ~15% more images per second in total than one two-thread
     process (small convolutions do not split well across threads; bench/README.md).
-    Returns the members added, in the order they finished.
+    `log` (a picklable callable such as print; None for silence) receives progress lines as
+    members run: start, every epoch, the end, and members done / running / time left.
+    Returns the members added, in index order.
     """
     data = data if isinstance(data, DigitsData) else load_train_csv(data)
     init_ensemble(run_dir, data)
     before = {m.index for m in members(run_dir)}
+    progress = EnsembleProgress(count, log)
     if jobs <= 1:
         for _ in range(count):
-            train_member(config, data, run_dir, verbose=verbose)
+            progress.started()
+            train_member(config, data, run_dir, verbose=verbose, log=log)
+            progress.finished()
     else:
-        _train_in_processes(config, data.path, run_dir, count, jobs)
+        _train_in_processes(config, data.path, run_dir, count, jobs, progress, log)
     return [m for m in members(run_dir) if m.index not in before]
 
 
-def _train_in_processes(config: Config, train_csv, run_dir, count: int, jobs: int) -> None:
+class EnsembleProgress:
+    """Members done / running, elapsed time and an estimate of the rest, as one line each time
+    a member ends."""
+
+    def __init__(self, count: int, log):
+        self.count, self.log = count, log
+        self.done = self.running = 0
+        self.start = time.perf_counter()
+
+    def started(self) -> None:
+        self.running += 1
+
+    def finished(self) -> None:
+        self.running -= 1
+        self.done += 1
+        if not self.log:
+            return
+        elapsed = time.perf_counter() - self.start
+        left = self.count - self.done
+        # Members finish at a steady rate (same recipe, same data): the rest take as long.
+        estimate = f", about {_minutes(elapsed / self.done * left)} left" if left else ""
+        self.log(f"ensemble: {self.done}/{self.count} members done, {self.running} running, "
+                 f"{_minutes(elapsed)} elapsed{estimate}")
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
+def epoch_logger(log, prefix: str, epochs: int):
+    """A Keras callback that logs one line per epoch: the metrics and the epoch's seconds."""
+    from .backend import keras
+
+    class EpochLogger(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            shown = "  ".join(f"{k} {float(v):.4f}" for k, v in (logs or {}).items()
+                              if k in ("loss", "accuracy", "val_loss", "val_accuracy"))
+            log(f"{prefix}: epoch {epoch + 1}/{epochs}  {shown}  "
+                f"{time.perf_counter() - self.start:.1f} s")
+
+    return EpochLogger()
+
+
+def resume(run_dir, verbose: int | str = "auto") -> list:
+    """Continue training: a single run from its last completed epoch; an ensemble, each member
+    that was interrupted. Returns the TrainResults."""
+    if not is_ensemble(run_dir):
+        return [resume_training(run_dir, verbose=verbose)]
+    stopped = [m for m in members(run_dir)
+               if m.status != "complete" and (m.run_dir / BACKUP_DIR).is_dir()]
+    if not stopped:
+        raise InputError(run_dir, "has no interrupted member to resume")
+    return [resume_training(m.run_dir, verbose=verbose) for m in stopped]
+
+
+def _train_in_processes(config: Config, train_csv, run_dir, count: int, jobs: int,
+                        progress: EnsembleProgress, log) -> None:
     import multiprocessing
     import multiprocessing.connection
     import signal
@@ -146,8 +233,9 @@ def _train_in_processes(config: Config, train_csv, run_dir, count: int, jobs: in
             while pending and len(running) < jobs:
                 process = context.Process(target=_member_process, daemon=False,
                                           args=(config.to_dict(), str(train_csv), str(run_dir),
-                                                threads))
+                                                threads, log))
                 process.start()
+                progress.started()
                 running.append(process)
                 pending -= 1
             multiprocessing.connection.wait([p.sentinel for p in running])
@@ -155,6 +243,7 @@ def _train_in_processes(config: Config, train_csv, run_dir, count: int, jobs: in
                 running.remove(process)
                 if process.exitcode != 0:
                     failed.append(process.exitcode)
+                progress.finished()
     except KeyboardInterrupt:
         for process in running:  # each member stops cleanly: best model and history kept
             if process.is_alive():
@@ -167,11 +256,12 @@ def _train_in_processes(config: Config, train_csv, run_dir, count: int, jobs: in
                            f"(exit codes {failed}); the members that finished are usable")
 
 
-def _member_process(config: dict, train_csv: str, run_dir: str, threads: int) -> None:
+def _member_process(config: dict, train_csv: str, run_dir: str, threads: int, log) -> None:
     """Entry point of a member's process: limit threads before the backend starts, train."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
+    from .backend import keras
+    from .errors import show_warnings_as_lines
 
+    show_warnings_as_lines()
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
@@ -181,4 +271,4 @@ def _member_process(config: dict, train_csv: str, run_dir: str, threads: int) ->
         import torch
 
         torch.set_num_threads(threads)
-    train_member(Config.from_dict(config), train_csv, run_dir, verbose=0)
+    train_member(Config.from_dict(config), train_csv, run_dir, verbose=0, log=log)

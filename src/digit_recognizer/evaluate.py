@@ -43,18 +43,60 @@ def score_submission(submission_path, answers_path) -> Score:
     return score_labels(*read_scored_pair(submission_path, answers_path))
 
 
-def evaluate_run(run_dir, labeled_csv, report_dir=None, tta: bool = False) -> dict:
-    """Predict a labeled CSV (Kaggle train.csv format) with a run's model and write the full
-    report (metrics.json, confusion.png, errors.png, calibration.png, report.html) to
-    `report_dir` (default RUN/report). An ensemble averages its members; `tta` averages
-    test-time augmented views too."""
-    from .data import load_train_csv
+def evaluate_run(run_dir, labeled_csv, report_dir=None, tta: bool = False,
+                 labels_csv=None) -> dict:
+    """Predict labeled data with a run's model and write the full report (metrics.json,
+    confusion.png, errors.png, calibration.png, report.html) to `report_dir` (default
+    RUN/report). The data is one labeled CSV (Kaggle's train.csv format), or with `labels_csv`
+    an unlabeled test CSV plus its answer key (`ImageId,Label`). An ensemble averages its
+    members; `tta` averages test-time augmented views too. Data the run trained on gives a
+    DataWarning (its accuracy says nothing about new images)."""
+    from .data import DigitsData, load_test_csv, load_train_csv
     from .predict import load_run, run_proba
+    from .rundir import training_data_of
 
+    if labels_csv is None:
+        data = load_train_csv(labeled_csv)
+    else:
+        pixels = load_test_csv(labeled_csv)
+        answers = read_submission(labels_csv)
+        if len(answers) != len(pixels):
+            raise InputError(labels_csv, f"has {len(answers)} labels but {labeled_csv} has "
+                                         f"{len(pixels)} images")
+        data = DigitsData(pixels.pixels, answers, pixels.path, pixels.sha256)
+    warn_if_trained_on(data, training_data_of(run_dir))
     run = load_run(run_dir)
-    data = load_train_csv(labeled_csv)
     return report_predictions(run, data, run_proba(run, data.pixels, tta), report_dir,
                               tta=tta)
+
+
+def warn_if_trained_on(data, training: dict | None) -> None:
+    """DataWarning when `data` is the run's training file (same SHA-256), or shares images
+    with it. `training` is the run's recorded training data (path, sha256), if any."""
+    import warnings
+    from pathlib import Path
+
+    from .data import load_train_csv
+    from .errors import DataWarning
+
+    if not training:
+        return
+    if data.sha256 == training.get("sha256"):
+        warnings.warn(DataWarning(f"{data.path} is the run's own training file (same SHA-256): "
+                                  "accuracy on it says little about new images"), stacklevel=2)
+        return
+    path = Path(training.get("train_csv", ""))
+    if not path.is_file():
+        return  # the training file moved: nothing to compare with
+    trained = load_train_csv(path)
+    if trained.sha256 != training.get("sha256"):
+        return  # changed since training: it is not what the run saw
+    seen = {row.tobytes() for row in trained.pixels}
+    shared = sum(row.tobytes() in seen for row in data.pixels)
+    if shared:
+        warnings.warn(DataWarning(f"{data.path}: {shared} of {len(data)} images are also in the "
+                                  f"run's training file {path}: those are not held out"),
+                      stacklevel=2)
 
 
 def report_predictions(run, data, probabilities, report_dir=None, tta: bool = False) -> dict:
@@ -63,7 +105,7 @@ def report_predictions(run, data, probabilities, report_dir=None, tta: bool = Fa
 
     from .predict import predict_labels
     from .report import write_report
-    from .train import CURVES_FILE
+    from .rundir import CURVES_FILE
 
     models = [{"path": str(p), "sha256": file_sha256(p)} for p in run.model_paths]
     sources = {

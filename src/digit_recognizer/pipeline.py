@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .config import Config
 from .data import load_test_csv, load_train_csv, write_demo_data
+from .errors import InputError
 from .evaluate import Score, score_submission
 
 SUBMISSION_FILE = "submission.csv"
@@ -26,30 +27,39 @@ class RunSummary:
     created_demo_data: bool = False
 
 
-def find_or_create_data(data_dir) -> tuple[Path, Path, bool]:
-    """DIR/train.csv and DIR/test.csv (.csv or .csv.gz); writes the demo data if DIR has none."""
+def find_or_create_data(data_dir, write_demo: bool = True) -> tuple[Path, Path, bool]:
+    """DIR/train.csv and DIR/test.csv (.csv or .csv.gz). With `write_demo`, a missing or empty
+    DIR gets the demo data; without, it is an InputError: a mistyped path to Kaggle's files
+    must not quietly train on MNIST and write a submission for the wrong test set."""
     data_dir = Path(data_dir)
 
     def find(stem):
         return next((p for p in (data_dir / f"{stem}.csv", data_dir / f"{stem}.csv.gz")
                      if p.exists()), None)
 
+    if data_dir.exists() and not data_dir.is_dir():
+        raise InputError(data_dir, "is not a directory (expected one holding train.csv and "
+                                   "test.csv)")
     train_csv, test_csv = find("train"), find("test")
     if train_csv is None and test_csv is None:
+        if not write_demo:
+            what = "no such directory" if not data_dir.exists() else "has no train.csv or test.csv"
+            raise InputError(data_dir, f"{what}: expected Kaggle's train.csv and test.csv "
+                                       "(or add --demo-data to write MNIST demo data there)")
         demo = write_demo_data(data_dir)
         return demo.train_csv, demo.test_csv, True
     if train_csv is None or test_csv is None:
-        from .errors import InputError
         missing = "train.csv" if train_csv is None else "test.csv"
         raise InputError(data_dir, f"has no {missing} (needs both, or neither for demo data)")
     return train_csv, test_csv, False
 
 
 def run(config: Config, data_dir="data", run_dir="runs/default", verbose="auto",
-        members: int | None = None, jobs: int = 1, tta: bool = False) -> RunSummary:
-    """`members` = N trains an ensemble of N (`jobs` members at a time), as
-    `digits train --ensemble N` does; None, a single model. `tta` predicts with test-time
-    augmentation."""
+        members: int | None = None, jobs: int = 1, tta: bool = False,
+        write_demo: bool = True, log=None) -> RunSummary:
+    """`members` = N trains an ensemble of N (`jobs` members at a time, progress lines to
+    `log`), as `digits train --ensemble N` does; None, a single model. `tta` predicts with
+    test-time augmentation. `write_demo`: see `find_or_create_data`."""
     from .data import DigitsData, read_submission, write_submission
     from .ensemble import train_members
     from .evaluate import report_predictions
@@ -58,7 +68,7 @@ def run(config: Config, data_dir="data", run_dir="runs/default", verbose="auto",
 
     seconds = {}
     t = time.perf_counter()
-    train_csv, test_csv, created = find_or_create_data(data_dir)
+    train_csv, test_csv, created = find_or_create_data(data_dir, write_demo)
     seconds["data"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -68,7 +78,8 @@ def run(config: Config, data_dir="data", run_dir="runs/default", verbose="auto",
 
     t = time.perf_counter()
     if members is not None:
-        added = train_members(config, train_data, run_dir, members, jobs=jobs, verbose=verbose)
+        added = train_members(config, train_data, run_dir, members, jobs=jobs, verbose=verbose,
+                              log=log)
         best_val = max(m.best_val_accuracy for m in added)
     else:
         best_val = train(config, train_data, run_dir, verbose=verbose).best_val_accuracy

@@ -176,6 +176,17 @@ def _img_tag(path: Path, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
+def describe_source(source: dict) -> str:
+    """A model, ensemble, submission or data record of metrics.json as a line for people:
+    'runs/x/model.keras (sha256 3f2a9c01b4de...)', 'ensemble runs/e: 4 members',
+    'data/test.csv: 10000 rows (sha256 ...)'."""
+    if "ensemble" in source:
+        return f"ensemble {source['ensemble']}: {len(source.get('members', []))} members"
+    rows = f": {source['rows']} rows" if "rows" in source else ""
+    digest = f" (sha256 {source['sha256'][:12]}...)" if source.get("sha256") else ""
+    return f"{source.get('path', '?')}{rows}{digest}"
+
+
 def write_html_report(path, metrics: dict, images: dict[str, Path], config: dict | None) -> Path:
     """One offline page: the numbers, the pictures (embedded) and the run's config."""
     rows = "".join(
@@ -190,9 +201,12 @@ def write_html_report(path, metrics: dict, images: dict[str, Path], config: dict
                ("most confused (true→predicted)", confused)]
     if "log_loss" in metrics:
         summary.insert(2, ("log loss", f"{metrics['log_loss']:.4f}"))
-    for key in ("model", "data"):
+    for key in ("model", "submission", "data"):
         if key in metrics:
-            summary.append((key, html.escape(json.dumps(metrics[key]))))
+            summary.append((key, html.escape(describe_source(metrics[key]))))
+    if "test_time_augmentation" in metrics:
+        summary.append(("test-time augmentation",
+                        "yes (7 views)" if metrics["test_time_augmentation"] else "no"))
     pictures = "".join(f"<figure>{_img_tag(p, name)}<figcaption>{html.escape(name)}"
                        f"</figcaption></figure>" for name, p in images.items() if Path(p).exists())
     config_block = (f"<h2>Run configuration</h2><pre>{html.escape(json.dumps(config, indent=2))}"

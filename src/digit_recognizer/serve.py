@@ -106,7 +106,24 @@ async def _upload_from_multipart(request, body: bytes) -> bytes:
     raise InputError("request", "multipart form has no file")
 
 
-def serve(run_dir, host: str = "127.0.0.1", port: int = 8000) -> None:
+def check_port_free(host: str, port: int) -> None:
+    """An InputError now, rather than a server that announces itself and then cannot bind."""
+    import errno
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            why = "is in use" if e.errno == errno.EADDRINUSE else f"cannot be used ({e.strerror})"
+            raise InputError(f"{host}:{port}", f"port {port} {why}; choose another with "
+                                               "--port") from None
+
+
+def serve(app, host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Run an app from `create_app` until Ctrl-C."""
     import uvicorn
 
-    uvicorn.run(create_app(run_dir), host=host, port=port, log_level="info")
+    uvicorn.run(app, host=host, port=port, log_level="info")
