@@ -32,15 +32,19 @@ def server(mnist):
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "digit_recognizer.cli", "serve",
                              str(tmp / "run"), "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     import httpx
-    for _ in range(300):
+
+    def up():
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                break
+            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
         except httpx.HTTPError:
-            time.sleep(0.2)
+            return False
+
+    # Wait for the event (the server answers), or for the process to end: no fixed time.
+    while not up():
+        assert proc.poll() is None, f"digits serve exited: {proc.stderr.read()}"
+        time.sleep(0.2)
     yield f"http://127.0.0.1:{port}"
     proc.terminate()
     proc.wait(timeout=30)
@@ -82,17 +86,18 @@ def draw(driver, points):
     actions.release().perform()
 
 
-def wait_for_label(driver, timeout=20):
-    """The label once it has settled: the page predicts live, so a half-drawn stroke can show
-    a different digit for a moment."""
-    deadline, seen = time.time() + timeout, []
-    while time.time() < deadline:
-        seen.append(driver.find_element("id", "label").text)
-        if len(seen) >= 4 and seen[-1].isdigit() and len(set(seen[-4:])) == 1:
-            return int(seen[-1])
-        time.sleep(0.3)
-    raise AssertionError(f"no settled prediction; saw {seen[-5:]}, "
-                         f"status: {driver.find_element('id', 'status').text}")
+def wait_for_label(driver, timeout=300):  # a safety net; the label normally shows in < 1 s
+    """The label once the page has settled: the last stroke has been sent (not dirty), its
+    answer has arrived (not busy) and shown (status 'live'). An event, not a time: the page
+    predicts live, so a half-drawn stroke can show a different digit for a moment."""
+    settled = "return !dirty && !busy && statusEl.textContent === 'live';"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if driver.execute_script(settled):
+            return int(driver.find_element("id", "label").text)
+        time.sleep(0.1)
+    raise AssertionError(f"no settled prediction; label {driver.find_element('id', 'label').text}"
+                         f", status: {driver.find_element('id', 'status').text}")
 
 
 def test_drawing_a_digit_shows_the_right_prediction(server, browser, tmp_path):

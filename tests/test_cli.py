@@ -9,14 +9,14 @@ import pytest
 
 from digit_recognizer.cli import main
 from digit_recognizer.data import read_submission
+from digit_recognizer.errors import InputError
 
 DIGITS = [sys.executable, "-m", "digit_recognizer.cli"]
 
 
 def digits(*args, cwd=None):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     return subprocess.run([*DIGITS, *map(str, args)], capture_output=True, text=True, cwd=cwd,
-                          env=env, timeout=600, stdin=subprocess.DEVNULL)
+                          timeout=900, stdin=subprocess.DEVNULL)
 
 
 def test_console_script_is_installed():
@@ -83,5 +83,129 @@ def test_score_rejects_wrong_row_count(tmp_path, capsys):
 
 
 def test_debug_shows_the_traceback(tmp_path):
-    with pytest.raises(Exception):
+    with pytest.raises(InputError, match="no such file"):
         main(["--debug", "score", str(tmp_path / "missing.csv"), str(tmp_path / "x.csv")])
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--epochs", "0", "must be 1 or more, not 0"),
+    ("--epochs", "-3", "must be 1 or more, not -3"),
+    ("--batch-size", "0", "must be 1 or more"),
+    ("--val-fraction", "1.5", "must be at least 0 and below 1"),
+    ("--val-fraction", "-0.1", "must be at least 0 and below 1"),
+    ("--seed", "x", "'x' is not a whole number"),
+    ("--ensemble", "0", "must be 1 or more"),
+    ("--jobs", "0", "must be 1 or more"),
+])
+def test_numeric_options_are_range_checked_by_the_parser(option, value, message, tmp_path,
+                                                         capsys, small_demo):
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", str(small_demo.train_csv), "--run-dir", str(tmp_path / "r"), option, value])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert f"digits train: error: argument {option}: {message}" in err
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "x.csv"], "needs --run-dir RUN"),
+    (["train", "--run-dir", "r"], "needs TRAIN_CSV"),
+    (["train", "x.csv", "--run-dir", "r", "--jobs", "2"], "--jobs J trains ensemble members"),
+    (["train", "--resume", "r", "--run-dir", "r"], "--resume RUN takes no"),
+    (["serve", "r", "--port", "70000"], "must be 1 to 65535"),
+    (["demo-data", "d", "--rows", "60001"], "must be 1 to 60000"),
+])
+def test_usage_errors_share_argparse_style(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: digits ") and ": error: " in err and message in err
+
+
+def test_run_never_writes_demo_data_into_a_mistyped_directory(tmp_path, capsys):
+    data = tmp_path / "nonexist_dir"
+    assert main(["run", "--data", str(data), "--run-dir", str(tmp_path / "r"),
+                 "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no such directory" in err and "train.csv" in err
+    assert not data.exists() and not (tmp_path / "r").exists()
+    data.mkdir()
+    assert main(["run", "--data", str(data), "--run-dir", str(tmp_path / "r")]) == 2
+    assert "has no train.csv or test.csv" in capsys.readouterr().err
+    assert list(data.iterdir()) == []
+
+
+def test_version_and_help_show_defaults_and_examples(capsys):
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert re.fullmatch(r"digits \d+\.\d+\.\d+\n", capsys.readouterr().out)
+    for command in ["demo-data", "train", "predict", "score", "evaluate", "serve", "run"]:
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = capsys.readouterr().out
+        assert "examples:\n  digits " + command in text, command
+        assert "(default: None)" not in text
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = capsys.readouterr().out
+    for recipe in ["default", "fast", "best", "tutorial"]:
+        assert re.search(rf"^  {recipe} +.*\b\d+ epochs.* (s|min)\b", text, re.M), recipe
+    assert "--add-members" not in text.split("--recipe")[1].split("--epochs")[0]
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    assert "(default: 8000)" in capsys.readouterr().out
+
+
+def test_show_names_are_distinct():
+    from digit_recognizer.cli import seen_names
+
+    assert seen_names(["a/four.png", "b/seven.jpg"]) == ["four.seen.png", "seven.seen.png"]
+    assert seen_names(["four.png", "four.jpg"]) == ["four.png.seen.png", "four.jpg.seen.png"]
+    names = seen_names(["a/x.png", "b/x.png", "c/x.jpg"])
+    assert len(set(names)) == 3
+
+
+def test_serve_checks_the_run_and_the_port_before_announcing(tiny_run, tmp_path):
+    import socket
+
+    out = digits("serve", tmp_path / "notyet")
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.count("\n") == 1 and "is not a run directory" in out.stderr
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        out = digits("serve", tiny_run[0], "--port", busy.getsockname()[1])
+    assert out.returncode == 2 and out.stdout == "", out.stdout
+    assert out.stderr.count("\n") == 1 and "is in use" in out.stderr, out.stderr
+
+
+def test_evaluate_a_test_csv_with_its_answer_key_and_warn_on_training_data(tiny_run,
+                                                                           small_demo, tmp_path):
+    run_dir = tiny_run[0]
+    out = digits("evaluate", run_dir, small_demo.test_csv, "--labels", small_demo.answers_csv,
+                 "--report", tmp_path / "rep")
+    assert out.returncode == 0 and out.stderr == "", out.stderr
+    assert "(" in out.stdout and "errors in 200 images" in out.stdout
+    out = digits("evaluate", run_dir, small_demo.train_csv, "--report", tmp_path / "rep2")
+    assert out.returncode == 0
+    assert out.stderr.count("\n") == 1 and "is the run's own training file" in out.stderr
+    # A file that shares rows with the training data, but is not the same file
+    from digit_recognizer.data import load_train_csv, write_train_csv
+
+    train = load_train_csv(small_demo.train_csv)
+    mixed = tmp_path / "mixed.csv"
+    write_train_csv(mixed, train.pixels[:30], train.labels[:30])
+    out = digits("evaluate", run_dir, mixed, "--report", tmp_path / "rep3")
+    assert out.returncode == 0
+    assert "30 of 30 images are also in the run's training file" in out.stderr
+    out = digits("evaluate", run_dir, small_demo.test_csv, "--labels", tmp_path / "none.csv")
+    assert out.returncode == 2 and "none.csv: no such file" in out.stderr
+
+
+def test_score_with_report_prints_the_accuracy_once(small_demo, tmp_path, capsys):
+    assert main(["score", str(small_demo.answers_csv), str(small_demo.answers_csv),
+                 "--report", str(tmp_path / "r")]) == 0
+    assert capsys.readouterr().out.count("accuracy") == 1
+    page = (tmp_path / "r" / "report.html").read_text()
+    assert '{"path"' not in page and "sha256 " in page

@@ -122,7 +122,15 @@ def test_cli_ensemble_add_members_predict_evaluate(small_demo, tmp_path):
     out = digits("train", small_demo.train_csv, "--run-dir", run_dir, "--ensemble", 2,
                  "--epochs", 1, "--batch-size", 64, "--seed", 7)
     assert out.returncode == 0, out.stderr
-    assert "member 01" in out.stdout and "member 02" in out.stdout
+    # Progress as members run, in order: member 1's epochs and end come before member 2 starts
+    lines = out.stdout.splitlines()
+    at = {key: next(i for i, line in enumerate(lines) if line.startswith(key))
+          for key in ("member 01: started", "member 01: epoch 1/1", "member 01: done",
+                      "ensemble: 1/2 members done, 0 running", "member 02: started",
+                      "ensemble: 2/2 members done")}
+    assert list(at.values()) == sorted(at.values()), lines
+    assert "about" in lines[at["ensemble: 1/2 members done, 0 running"]]  # an estimate
+    assert "val_accuracy" in lines[at["member 01: epoch 1/1"]]
     # K more members, later, in another process: same recipe, seeds counting on, same data
     out = digits("train", "--run-dir", run_dir, "--add-members", 1)
     assert out.returncode == 0, out.stderr
@@ -149,6 +157,16 @@ def test_members_train_in_parallel_processes(small_demo, tmp_path):
     assert sorted(m.index for m in added) == [1, 2]
     assert all(m.usable for m in added)
     assert len(load_run(tmp_path).models) == 2
+
+
+def test_parallel_members_report_their_epochs(small_demo, tmp_path):
+    out = digits("train", small_demo.train_csv, "--run-dir", tmp_path / "e", "--ensemble", 2,
+                 "--jobs", 2, "--epochs", 2, "--batch-size", 64)
+    assert out.returncode == 0, out.stderr
+    for member in ("01", "02"):
+        for epoch in (1, 2):
+            assert f"member {member}: epoch {epoch}/2" in out.stdout, out.stdout
+    assert "ensemble: 2/2 members done, 0 running" in out.stdout
 
 
 def test_resume_finishes_an_ensembles_interrupted_member(ensemble_run, small_demo, tmp_path):
