@@ -8,7 +8,7 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 export KERAS_BACKEND ?= tensorflow
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: run test test-fast bench browser clean
+.PHONY: run test test-fast bench bench-quick browser clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench.py
+
+# quick and default over 3 seeds beside the keras-io baseline, and `digits run` end to end for
+# each (about 10 minutes on 2 cores).
+bench-quick: $(STAMP)
+	$(BIN)/python bench/bench.py --only keras-io,quick,default --skip-io
 
 clean:
 	rm -rf $(VENV) runs data build src/*.egg-info

@@ -6,8 +6,9 @@ batch 128, 15 epochs, pixels scaled by 1/255, 10% validation split. Used only by
 
 from __future__ import annotations
 
-import keras
-from keras import layers
+from digit_recognizer.backend import keras
+
+layers = keras.layers
 
 EPOCHS = 15
 BATCH_SIZE = 128

@@ -62,3 +62,20 @@ def test_onecycle_schedule_warms_up_then_decays(tiny_run):
     history = pd.read_csv(run_dir / "history.csv")
     # end of epoch 1 is inside/after warm-up, end of training is near zero
     assert history["learning_rate"].iloc[-1] < 0.01 * history["learning_rate"].max()
+
+
+@pytest.mark.parametrize("recipe", ["quick"])
+def test_recipe_one_epoch_smoke(recipe, small_demo, tmp_path):
+    """The recipe as shipped (its architecture, schedule, steps per call), one epoch on tiny
+    data: a loadable model that predicts probabilities."""
+    from digit_recognizer.config import get_recipe
+    from digit_recognizer.train import train
+
+    config = get_recipe(recipe).replace(epochs=1)
+    result = train(config, small_demo.train_csv, tmp_path / "run", verbose=0)
+    assert result.epochs_run == 1 and 0.0 <= result.best_val_accuracy <= 1.0
+    run = load_run(tmp_path / "run")
+    probabilities = predict_proba(run.models[0], load_train_csv(small_demo.train_csv).pixels[:7])
+    assert probabilities.shape == (7, 10)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["config"]["recipe"] == recipe
