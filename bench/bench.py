@@ -127,7 +127,8 @@ def train_contender(name: str, data_dir: Path, max_minutes: float, seed: int = S
     from digit_recognizer.config import get_recipe
     from digit_recognizer.data import load_test_csv, load_train_csv, read_submission
     from digit_recognizer.model import build_model, forward_flops
-    from digit_recognizer.train import to_inputs, train
+    from digit_recognizer.data import to_inputs
+    from digit_recognizer.train import train
 
     train_data = load_train_csv(data_dir / "train.csv")
     test_x = to_inputs(load_test_csv(data_dir / "test.csv").pixels)
@@ -210,7 +211,8 @@ def train_ensemble_contender(data_dir: Path, n_members: int, jobs: int,
 
     from digit_recognizer.config import get_recipe
     from digit_recognizer.data import load_test_csv, read_submission
-    from digit_recognizer.ensemble import members, train_members
+    from digit_recognizer.ensemble import train_members
+    from digit_recognizer.rundir import members
     from digit_recognizer.evaluate import accuracy
     from digit_recognizer.predict import load_model_dir, tta_views
 
@@ -265,10 +267,11 @@ def measure_io(data_dir: Path, run_dir: Path, work: Path) -> dict:
     import numpy as np
     import pandas as pd
 
-    from digit_recognizer.data import (CACHE_SUFFIX, load_embedded_mnist, load_test_csv,
+    from digit_recognizer.demo import load_embedded_mnist
+    from digit_recognizer.data import (CACHE_SUFFIX, load_test_csv,
                                        load_train_csv, write_test_csv)
     from digit_recognizer.predict import load_run, predict_csv, predict_proba
-    from digit_recognizer.train import to_inputs
+    from digit_recognizer.data import to_inputs
 
     work.mkdir(parents=True, exist_ok=True)
     test28k = work / "test28k.csv"

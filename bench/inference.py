@@ -20,13 +20,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def main() -> None:
-    import keras
+    from digit_recognizer.backend import keras
     import numpy as np
     import tensorflow as tf
 
     from bench import machine_info, timed, versions
     from digit_recognizer.config import Config
-    from digit_recognizer.data import load_embedded_mnist
+    from digit_recognizer.demo import load_embedded_mnist
     from digit_recognizer.model import build_model, forward_flops
     from digit_recognizer.predict import load_run, predict_proba
 
@@ -45,7 +45,7 @@ def main() -> None:
     for jit in (False, True):
         fn = tf.function(lambda t: model(t, training=False), jit_compile=jit)
         variants[f"tf.function, jit_compile={jit}"] = lambda f=fn: batched(f)
-    config, stats = Config.from_dict(run.info["config"]), run.info["preprocessing"]
+    config, stats = Config.from_dict(run.configs[0]["config"]), run.configs[0]["preprocessing"]
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     bf16 = build_model(config, stats["pixel_mean"], stats["pixel_std"])
     keras.mixed_precision.set_global_policy("float32")

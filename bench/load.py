@@ -33,7 +33,7 @@ def main() -> None:
     import httpx
     from PIL import Image
 
-    from digit_recognizer.data import load_embedded_mnist
+    from digit_recognizer.demo import load_embedded_mnist
 
     parser = argparse.ArgumentParser()
     parser.add_argument("run_dir", type=Path)

@@ -37,7 +37,8 @@ def main() -> None:
     from bench import SEED, held_out_observer, versions
     from digit_recognizer.config import get_recipe
     from digit_recognizer.data import load_test_csv, load_train_csv, read_submission
-    from digit_recognizer.train import to_inputs, train
+    from digit_recognizer.data import to_inputs
+    from digit_recognizer.train import train
 
     config = get_recipe(args.recipe).replace(seed=SEED, **json.loads(args.overrides))
     observer = held_out_observer(to_inputs(load_test_csv(args.data / "test.csv").pixels),

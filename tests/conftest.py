@@ -7,7 +7,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from digit_recognizer.config import get_recipe  # noqa: E402
-from digit_recognizer.data import load_embedded_mnist, write_demo_data  # noqa: E402
+from digit_recognizer.demo import load_embedded_mnist, write_demo_data  # noqa: E402
 from digit_recognizer.train import train  # noqa: E402
 
 

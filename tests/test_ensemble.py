@@ -7,8 +7,8 @@ import pytest
 
 from digit_recognizer.config import get_recipe
 from digit_recognizer.data import load_test_csv, load_train_csv, read_submission, write_train_csv
-from digit_recognizer.ensemble import (claim_member_dir, init_ensemble, is_ensemble, members,
-                                       train_members)
+from digit_recognizer.ensemble import train_members
+from digit_recognizer.rundir import claim_member_dir, init_ensemble, is_ensemble, members
 from digit_recognizer.errors import InputError
 from digit_recognizer.predict import load_run, predict_proba, run_proba, tta_views
 from digit_recognizer.train import split_train_val
@@ -43,7 +43,7 @@ def test_members_get_their_own_seeds_and_validation_splits(ensemble_run, small_d
 def test_ensemble_probabilities_are_the_members_mean(ensemble_run, small_demo):
     run_dir, _ = ensemble_run
     run = load_run(run_dir)
-    assert run.is_ensemble and len(run.models) == 2 and len(run.info["members"]) == 2
+    assert run.is_ensemble and len(run.models) == 2 and len(run.configs) == 2
     pixels = load_test_csv(small_demo.test_csv).pixels
     each = [predict_proba(model, pixels) for model in run.models]
     assert not np.allclose(each[0], each[1])  # different members, different answers
@@ -111,7 +111,7 @@ def test_tta_views_are_small_moves_of_the_image(mnist):
 def test_tta_keeps_probabilities_and_changes_them_a_little(ensemble_run, small_demo):
     run = load_run(ensemble_run[0])
     pixels = load_test_csv(small_demo.test_csv).pixels[:64]
-    plain, tta = run_proba(run, pixels), run_proba(run, pixels, tta=True)
+    plain, tta = run_proba(run, pixels), run_proba(load_run(ensemble_run[0], tta=True), pixels)
     np.testing.assert_allclose(tta.sum(axis=1), 1.0, atol=1e-5)
     assert not np.allclose(plain, tta)
     assert (plain.argmax(1) == tta.argmax(1)).mean() > 0.5
@@ -170,7 +170,7 @@ def test_parallel_members_report_their_epochs(small_demo, tmp_path):
 
 
 def test_resume_finishes_an_ensembles_interrupted_member(ensemble_run, small_demo, tmp_path):
-    from digit_recognizer.ensemble import claim_member_dir
+    from digit_recognizer.rundir import claim_member_dir
     from digit_recognizer.train import train
     from test_robustness import StopAtEpoch
 
@@ -211,3 +211,22 @@ def test_pipeline_ensemble_of_one_is_an_ensemble(small_demo, tmp_path):
     assert is_ensemble(tmp_path / "one") and len(members(tmp_path / "one")) == 1
     assert not (tmp_path / "one" / "model.keras").exists()
     assert summary.score is not None
+
+
+def test_an_ensembles_recipe_and_tta_come_from_the_run(ensemble_run, small_demo, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from digit_recognizer.evaluate import evaluate_run
+    from digit_recognizer.serve import create_app
+
+    run_dir, _ = ensemble_run
+    health = TestClient(create_app(run_dir)).get("/healthz").json()
+    assert health["recipe"] == TINY.recipe and health["members"] == 2
+    run = load_run(run_dir, tta=True)
+    assert run.tta and [c["seed"] for c in run.describe()["members"]] == [TINY.seed, TINY.seed + 1]
+    from digit_recognizer.errors import DataWarning
+
+    for tta in (False, True):
+        with pytest.warns(DataWarning, match="the run's own training file"):
+            metrics = evaluate_run(run_dir, small_demo.train_csv, tmp_path / f"r{tta}", tta=tta)
+        assert metrics["test_time_augmentation"] is tta

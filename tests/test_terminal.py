@@ -106,7 +106,7 @@ def test_tiny_training_files_train_with_one_line_saying_how(rows, fmt, mnist, tm
     assert any("not stratified" in line for line in lines)
     missing = sorted(set(range(10)) - set(labels.tolist()))
     if missing:
-        assert any(f"no rows of digit" in line and str(missing[0]) in line for line in lines)
+        assert any("no rows of digit" in line and str(missing[0]) in line for line in lines)
 
 
 def test_a_single_row_class_and_a_missing_class(mnist, tmp_path):

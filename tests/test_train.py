@@ -58,9 +58,18 @@ def test_saved_model_is_the_best_epoch_and_reloads(tiny_run, small_demo):
 
 
 def test_onecycle_schedule_warms_up_then_decays(tiny_run):
-    run_dir, _, _ = tiny_run
-    history = pd.read_csv(run_dir / "history.csv")
-    # end of epoch 1 is inside/after warm-up, end of training is near zero
+    from digit_recognizer.config import get_recipe
+    from digit_recognizer.train import learning_rate_schedule
+
+    config = get_recipe("default").replace(learning_rate=0.01, epochs=10, warmup_fraction=0.2)
+    schedule = learning_rate_schedule(config, steps_per_epoch=100)  # 1000 steps, 200 warm-up
+    lr = np.array([float(schedule(step)) for step in range(0, 1001, 50)])
+    warm_up, decay = lr[:5], lr[4:]  # steps 0..200, 200..1000
+    assert lr[0] == pytest.approx(0.01 / 20)
+    assert np.all(np.diff(warm_up) > 0) and lr[4] == pytest.approx(0.01)
+    assert np.all(np.diff(decay) < 0) and lr[-1] == pytest.approx(0.0, abs=1e-9)
+    # and the trained run logged it: end of training is near zero
+    history = pd.read_csv(tiny_run[0] / "history.csv")
     assert history["learning_rate"].iloc[-1] < 0.01 * history["learning_rate"].max()
 
 

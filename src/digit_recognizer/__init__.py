@@ -7,8 +7,8 @@ that need it import it when called.
 """
 
 from .config import RECIPES, Config, get_recipe
-from .data import (DigitsData, load_embedded_mnist, load_test_csv, load_train_csv,
-                   read_submission, write_demo_data, write_submission)
+from .data import DigitsData, load_test_csv, load_train_csv, read_submission, write_submission
+from .demo import load_embedded_mnist, write_demo_data
 from .errors import DataWarning, InputError
 from .evaluate import Score, accuracy, score_labels, score_submission
 from .pipeline import RunSummary, run

@@ -18,14 +18,15 @@ from pathlib import Path
 
 from . import __version__
 from .config import RECIPE_SUMMARIES, RECIPES, get_recipe
-from .data import write_demo_data
+from .demo import write_demo_data
 from .ensemble import base_config, is_ensemble, members, resume, train_members
 from .errors import InputError, show_warnings_as_lines
 from .evaluate import evaluate_run, report_submission, score_submission
 from .images import load_digits, save_digit_png
 from .pipeline import run
 from .predict import load_run, predict_csv, run_proba, top_k
-from .rundir import ENSEMBLE_FILE
+from .rundir import ENSEMBLE_FILE, read_run_json
+from .serve import check_port_free, create_app, serve
 from .train import train
 
 EXIT_INPUT = 2
@@ -74,7 +75,7 @@ def cmd_train(args) -> int:
 def print_result(result) -> None:
     what = ("validation accuracy" if result.monitor == "val_accuracy"
             else "training accuracy (no validation split)")
-    print(f"best {what} {result.best_val_accuracy:.4f} at epoch {result.best_epoch}"
+    print(f"best {what} {result.best_accuracy:.4f} at epoch {result.best_epoch}"
           f"/{result.epochs_run}, {result.train_seconds:.1f} s; files in {result.run_dir}/")
 
 
@@ -92,15 +93,15 @@ def train_ensemble_members(args) -> int:
     else:
         if not is_ensemble(args.run_dir):
             raise InputError(args.run_dir, "is not an ensemble (make one with --ensemble N)")
-        from .rundir import read_run_json
-
         info = read_run_json(args.run_dir / ENSEMBLE_FILE)
         config = _config_from_args(args, base_config(args.run_dir))
         train_csv, count = args.train_csv or info["data"]["train_csv"], args.add_members
     added = train_members(config, train_csv, args.run_dir, count, jobs=args.jobs, log=log)
     for m in added:
-        print(f"member {m.index:02d}: recipe '{m.recipe}', seed {m.seed}, validation "
-              f"{m.best_val_accuracy:.4f}, {m.train_seconds:.1f} s")
+        validation = (f"validation {m.best_val_accuracy:.4f}" if m.best_val_accuracy is not None
+                      else "no validation split")
+        print(f"member {m.index:02d}: recipe '{m.recipe}', seed {m.seed}, {validation}, "
+              f"{m.train_seconds:.1f} s")
     usable = [m for m in members(args.run_dir) if m.usable]
     print(f"ensemble {args.run_dir}/: {len(usable)} finished members")
     return 0
@@ -127,7 +128,7 @@ def cmd_predict(args) -> int:
 
 def predict_image_files(args) -> int:
     digits = load_digits(args.inputs)  # every image is checked before the model loads
-    probabilities = run_proba(load_run(args.run_dir), digits, args.tta)
+    probabilities = run_proba(load_run(args.run_dir, args.tta), digits)
     if args.format == "csv":
         print("file,label,probability")
     shown = seen_names(args.inputs)
@@ -200,7 +201,10 @@ def cmd_run(args) -> int:
         print(f"data         {data}/ (demo data written from the embedded MNIST copy)")
     else:
         print(f"data         {data}/")
-    print(f"validation   {summary.best_val_accuracy:.4%} (best epoch, split of train.csv)")
+    if summary.best_val_accuracy is None:
+        print("validation   none (--val-fraction 0)")
+    else:
+        print(f"validation   {summary.best_val_accuracy:.4%} (best epoch, split of train.csv)")
     if summary.score is not None:
         print(f"held-out     {summary.score.accuracy:.4%} accuracy on {summary.score.n_images} "
               f"test images ({summary.score.n_errors} errors)")
@@ -227,8 +231,6 @@ def cmd_run(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from .serve import check_port_free, create_app, serve
-
     check_port_free(args.host, args.port)
     app = create_app(args.run_dir)  # loads the run: a bad one fails before any announcement
     log(f"serving {args.run_dir} on http://{args.host}:{args.port}/ (Ctrl-C stops)")

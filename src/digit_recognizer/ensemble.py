@@ -1,8 +1,4 @@
-"""Ensembles: several independently trained models in one run directory.
-
-  RUN/ensemble.json   the training data every member must share (path, sha256, rows)
-  RUN/members/01/     a complete single-model run directory (model.keras, config.json, ...)
-  RUN/members/02/     ...
+"""Ensembles: several independently trained models in one run directory (layout: rundir.py).
 
 Member k (1-based) trains with seed `config.seed + k - 1`, so each gets its own stratified
 validation split of the training CSV, its own initialisation and augmentation; the
@@ -14,89 +10,17 @@ completed: a half-finished ensemble is usable.
 
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.connection
 import os
+import signal
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
 from .config import Config
 from .data import DigitsData, load_train_csv
-from .errors import InputError
-from .files import read_json, write_json_atomic
-from .rundir import (BACKUP_DIR, CONFIG_FILE, ENSEMBLE_FILE, MEMBERS_DIR, MODEL_FILE,
-                     is_ensemble)
-from .train import check_writable, resume_training, train
-
-@dataclass(frozen=True)
-class Member:
-    index: int  # 1-based
-    run_dir: Path
-    status: str  # "complete" | "training" | "interrupted" | "unstarted"
-    config: Config | None  # None until the member's config.json is written
-    best_val_accuracy: float | None
-    train_seconds: float | None
-
-    @property
-    def recipe(self) -> str | None:
-        return self.config.recipe if self.config else None
-
-    @property
-    def seed(self) -> int | None:
-        return self.config.seed if self.config else None
-
-    @property
-    def usable(self) -> bool:
-        return self.status == "complete" and (self.run_dir / MODEL_FILE).exists()
-
-
-def members(run_dir) -> list[Member]:
-    """Every member directory of an ensemble, in index order (01..99, 100, ...), with its state."""
-    found = []
-    members_dir = Path(run_dir) / MEMBERS_DIR
-    paths = [p for p in (members_dir.iterdir() if members_dir.is_dir() else [])
-             if p.is_dir() and p.name.isdigit()]
-    for path in sorted(paths, key=lambda p: int(p.name)):
-        info = read_json(path / CONFIG_FILE) if (path / CONFIG_FILE).exists() else {}
-        result = info.get("result", {})
-        found.append(Member(
-            int(path.name), path, info.get("status", "unstarted"),
-            Config.from_dict(info["config"]) if "config" in info else None,
-            result.get("best_val_accuracy", result.get("best_accuracy")),
-            result.get("train_seconds")))
-    return found
-
-
-def init_ensemble(run_dir, data: DigitsData) -> None:
-    """Create RUN/ensemble.json, or check that an existing ensemble used the same data."""
-    run_dir = Path(run_dir)
-    path = run_dir / ENSEMBLE_FILE
-    if path.exists():
-        info = read_json(path)
-        if info["data"]["sha256"] != data.sha256:
-            raise InputError(data.path, f"differs from the data the ensemble {run_dir} was "
-                                        f"trained on ({info['data']['train_csv']}); members "
-                                        "must share their training data")
-        return
-    if (run_dir / MODEL_FILE).exists():
-        raise InputError(run_dir, "holds a single-model run; give ensembles their own --run-dir")
-    check_writable(run_dir)
-    write_json_atomic(path, {"kind": "ensemble",
-                             "data": {"train_csv": str(data.path), "sha256": data.sha256,
-                                      "rows": len(data)}})
-
-
-def claim_member_dir(run_dir) -> tuple[int, Path]:
-    """The next free member slot, claimed by creating its directory (safe across processes)."""
-    members_dir = Path(run_dir) / MEMBERS_DIR
-    members_dir.mkdir(parents=True, exist_ok=True)
-    index = 1
-    while True:
-        path = members_dir / f"{index:02d}"
-        try:
-            path.mkdir()
-            return index, path
-        except FileExistsError:
-            index += 1
+from .errors import InputError, show_warnings_as_lines
+from .rundir import BACKUP_DIR, Member, claim_member_dir, init_ensemble, is_ensemble, members
+from .train import resume_training, train
 
 
 def train_member(config: Config, data: DigitsData | str | os.PathLike, run_dir,
@@ -117,7 +41,7 @@ def train_member(config: Config, data: DigitsData | str | os.PathLike, run_dir,
                    verbose=0 if log else verbose)
     if log:
         log(f"{prefix}: done, best {result.monitor.replace('_', ' ')} "
-            f"{result.best_val_accuracy:.4f} at epoch {result.best_epoch}, "
+            f"{result.best_accuracy:.4f} at epoch {result.best_epoch}, "
             f"{result.train_seconds:.1f} s")
     return result
 
@@ -221,10 +145,6 @@ def resume(run_dir, verbose: int | str = "auto") -> list:
 
 def _train_in_processes(config: Config, train_csv, run_dir, count: int, jobs: int,
                         progress: EnsembleProgress, log) -> None:
-    import multiprocessing
-    import multiprocessing.connection
-    import signal
-
     context = multiprocessing.get_context("spawn")  # no TensorFlow state inherited by fork
     threads = max(1, (os.cpu_count() or 1) // jobs)
     pending, running, failed = count, [], []
@@ -259,7 +179,6 @@ def _train_in_processes(config: Config, train_csv, run_dir, count: int, jobs: in
 def _member_process(config: dict, train_csv: str, run_dir: str, threads: int, log) -> None:
     """Entry point of a member's process: limit threads before the backend starts, train."""
     from .backend import keras
-    from .errors import show_warnings_as_lines
 
     show_warnings_as_lines()
     if keras.backend.backend() == "tensorflow":

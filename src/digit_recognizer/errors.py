@@ -3,6 +3,9 @@ warning type it prints as one line."""
 
 from __future__ import annotations
 
+import sys
+import warnings
+
 
 class InputError(ValueError):
     """Bad user input, located as precisely as we can: file, line (1-based), column (1-based)."""
@@ -33,9 +36,6 @@ class DataWarning(UserWarning):
 
 def show_warnings_as_lines(stream=None) -> None:
     """Print every DataWarning as one `digits: warning: MESSAGE` line (stderr by default)."""
-    import sys
-    import warnings
-
     default = warnings.showwarning
 
     def show(message, category, filename, lineno, file=None, line=None):

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from .data import file_sha256, read_submission
-from .errors import InputError
+from .data import DigitsData, file_sha256, load_test_csv, load_train_csv, read_submission
+from .errors import DataWarning, InputError
+from .predict import load_run, predict_labels, run_proba
+from .report import write_report
+from .rundir import CURVES_FILE, training_data_of
 
 
 @dataclass(frozen=True)
@@ -51,10 +56,6 @@ def evaluate_run(run_dir, labeled_csv, report_dir=None, tta: bool = False,
     an unlabeled test CSV plus its answer key (`ImageId,Label`). An ensemble averages its
     members; `tta` averages test-time augmented views too. Data the run trained on gives a
     DataWarning (its accuracy says nothing about new images)."""
-    from .data import DigitsData, load_test_csv, load_train_csv
-    from .predict import load_run, run_proba
-    from .rundir import training_data_of
-
     if labels_csv is None:
         data = load_train_csv(labeled_csv)
     else:
@@ -65,20 +66,13 @@ def evaluate_run(run_dir, labeled_csv, report_dir=None, tta: bool = False,
                                          f"{len(pixels)} images")
         data = DigitsData(pixels.pixels, answers, pixels.path, pixels.sha256)
     warn_if_trained_on(data, training_data_of(run_dir))
-    run = load_run(run_dir)
-    return report_predictions(run, data, run_proba(run, data.pixels, tta), report_dir,
-                              tta=tta)
+    run = load_run(run_dir, tta)
+    return report_predictions(run, data, run_proba(run, data.pixels), report_dir)
 
 
 def warn_if_trained_on(data, training: dict | None) -> None:
     """DataWarning when `data` is the run's training file (same SHA-256), or shares images
     with it. `training` is the run's recorded training data (path, sha256), if any."""
-    import warnings
-    from pathlib import Path
-
-    from .data import load_train_csv
-    from .errors import DataWarning
-
     if not training:
         return
     if data.sha256 == training.get("sha256"):
@@ -99,31 +93,24 @@ def warn_if_trained_on(data, training: dict | None) -> None:
                       stacklevel=2)
 
 
-def report_predictions(run, data, probabilities, report_dir=None, tta: bool = False) -> dict:
-    """The full report for probabilities a run already gave on labeled `data`."""
-    from pathlib import Path
-
-    from .predict import predict_labels
-    from .report import write_report
-    from .rundir import CURVES_FILE
-
+def report_predictions(run, data, probabilities, report_dir=None) -> dict:
+    """The full report for the probabilities `run_proba(run, data.pixels)` gave on labeled
+    `data` (with or without TTA, as the run was loaded)."""
     models = [{"path": str(p), "sha256": file_sha256(p)} for p in run.model_paths]
     sources = {
         "model": models[0] if len(models) == 1 else {"ensemble": str(run.run_dir),
                                                      "members": models},
         "data": {"path": str(data.path), "rows": len(data), "sha256": data.sha256},
-        "test_time_augmentation": tta,
+        "test_time_augmentation": run.tta,
     }
     report_dir = Path(report_dir) if report_dir else Path(run.run_dir) / "report"
     return write_report(report_dir, data.labels, predict_labels(probabilities), probabilities,
                         data.pixels, sources, curves=Path(run.model_paths[0]).parent / CURVES_FILE,
-                        config=run.info.get("config") or run.info)
+                        config=run.describe())
 
 
 def report_submission(submission_path, answers_path, report_dir) -> dict:
     """Confusion matrix and per-class table from a submission and an answer key (no model)."""
-    from .report import write_report
-
     predicted, truth = read_scored_pair(submission_path, answers_path)
     sources = {"submission": {"path": str(submission_path), "sha256": file_sha256(submission_path)},
                "data": {"path": str(answers_path), "rows": len(truth),

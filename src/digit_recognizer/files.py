@@ -1,5 +1,5 @@
 """Atomic file writing: a reader (or a crash) sees the old file or the new one, never half of one.
-Also the one JSON reader for the run files (config.json, ensemble.json)."""
+Also the one JSON reader for the run files, and the check that a directory can be written."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import json
 import os
 import tempfile
 from pathlib import Path
+
+from .errors import InputError
 
 TEMP_MARK = ".tmp"  # temporary names are ".<stem>.<random>.tmp<suffix>", ignored by every reader
 
@@ -51,10 +53,20 @@ def write_json_atomic(path, obj) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2) + "\n")
 
 
+def check_writable(directory) -> None:
+    """Fail before training, not after an hour, when the run directory cannot be written."""
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with atomic_path(directory / ".write-test") as tmp:
+            tmp.write_bytes(b"0" * 65536)  # a little data, so a full disk shows up too
+        (directory / ".write-test").unlink()
+    except OSError as e:
+        raise InputError(directory, f"cannot be written ({e.strerror or e})") from e
+
+
 def read_json(path) -> dict:
     """A run file's JSON; a file that is not valid JSON is an InputError naming it."""
-    from .errors import InputError
-
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .files import atomic_path
 
 MAX_FILE_BYTES = 20 * 1024 * 1024  # 20 MiB
 MAX_PIXELS = 40_000_000  # refuse decompression bombs well before Pillow's own limit
@@ -115,8 +116,6 @@ def load_digits(paths) -> np.ndarray:
 def save_digit_png(pixels: np.ndarray, path, scale: int = 8) -> None:
     """What the model saw, enlarged (nearest neighbour) so a person can look at it."""
     from PIL import Image
-
-    from .files import atomic_path
 
     image = Image.fromarray(np.asarray(pixels, dtype=np.uint8), mode="L")
     image = image.resize((FRAME * scale, FRAME * scale), Image.Resampling.NEAREST)

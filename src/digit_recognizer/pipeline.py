@@ -7,9 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import Config
-from .data import load_test_csv, load_train_csv, write_demo_data
+from .data import DigitsData, load_test_csv, load_train_csv, write_submission
+from .demo import write_demo_data
+from .ensemble import train_members
 from .errors import InputError
-from .evaluate import Score, score_submission
+from .evaluate import Score, read_scored_pair, report_predictions, score_labels
+from .predict import load_run, predict_labels, run_proba
+from .train import train
 
 SUBMISSION_FILE = "submission.csv"
 ANSWERS_FILE = "test_labels.csv"
@@ -22,7 +26,7 @@ class RunSummary:
     score: Score | None  # None without an answer key (real Kaggle data)
     metrics: dict | None  # the report's metrics (held-out set, else the validation split)
     report_dir: Path | None
-    best_val_accuracy: float  # the best member's, for an ensemble
+    best_val_accuracy: float | None  # the best member's, for an ensemble; None: no split
     seconds: dict = field(default_factory=dict)  # stage -> wall seconds
     created_demo_data: bool = False
 
@@ -60,12 +64,6 @@ def run(config: Config, data_dir="data", run_dir="runs/default", verbose="auto",
     """`members` = N trains an ensemble of N (`jobs` members at a time, progress lines to
     `log`), as `digits train --ensemble N` does; None, a single model. `tta` predicts with
     test-time augmentation. `write_demo`: see `find_or_create_data`."""
-    from .data import DigitsData, read_submission, write_submission
-    from .ensemble import train_members
-    from .evaluate import report_predictions
-    from .predict import load_run, predict_labels, run_proba
-    from .train import split_train_val, train
-
     seconds = {}
     t = time.perf_counter()
     train_csv, test_csv, created = find_or_create_data(data_dir, write_demo)
@@ -77,18 +75,21 @@ def run(config: Config, data_dir="data", run_dir="runs/default", verbose="auto",
     seconds["load"] = time.perf_counter() - t
 
     t = time.perf_counter()
+    result = None
     if members is not None:
         added = train_members(config, train_data, run_dir, members, jobs=jobs, verbose=verbose,
                               log=log)
-        best_val = max(m.best_val_accuracy for m in added)
+        scores = [m.best_val_accuracy for m in added if m.best_val_accuracy is not None]
+        best_val = max(scores) if scores else None
     else:
-        best_val = train(config, train_data, run_dir, verbose=verbose).best_val_accuracy
+        result = train(config, train_data, run_dir, verbose=verbose)
+        best_val = result.best_val_accuracy
     seconds["train"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    loaded = load_run(run_dir)  # the best checkpoint, as a user's `digits predict` would see it
+    loaded = load_run(run_dir, tta)  # the best checkpoint, as `digits predict` would see it
     submission = Path(run_dir) / SUBMISSION_FILE
-    probabilities = run_proba(loaded, test_data.pixels, tta)
+    probabilities = run_proba(loaded, test_data.pixels)
     write_submission(submission, predict_labels(probabilities))
     seconds["predict"] = time.perf_counter() - t
 
@@ -97,17 +98,17 @@ def run(config: Config, data_dir="data", run_dir="runs/default", verbose="auto",
     answers = Path(data_dir) / ANSWERS_FILE
     report_dir, metrics, score = Path(run_dir) / "report", None, None
     if answers.exists():
-        score = score_submission(submission, answers)
-        labeled = DigitsData(test_data.pixels, read_submission(answers), str(answers),
-                             test_data.sha256)
-        metrics = report_predictions(loaded, labeled, probabilities, report_dir, tta)
-    elif members is None:
-        split = split_train_val(train_data, config.val_fraction, config.seed)
-        labeled = DigitsData(split.x_val, split.y_val, f"{train_csv} (validation split)",
-                             train_data.sha256)
-        probabilities = run_proba(loaded, labeled.pixels, tta)
-        metrics = report_predictions(loaded, labeled, probabilities, report_dir, tta)
-    else:  # each member trained on the others' validation rows: no honest report possible
+        predicted, truth = read_scored_pair(submission, answers)  # the file as Kaggle checks it
+        score = score_labels(predicted, truth)
+        labeled = DigitsData(test_data.pixels, truth, str(answers), test_data.sha256)
+        metrics = report_predictions(loaded, labeled, probabilities, report_dir)
+    elif result is not None and len(result.val_indices):
+        rows = result.val_indices
+        labeled = DigitsData(train_data.pixels[rows], train_data.labels[rows],
+                             f"{train_csv} (validation split)", train_data.sha256)
+        metrics = report_predictions(loaded, labeled, run_proba(loaded, labeled.pixels),
+                                     report_dir)
+    else:  # no validation rows, or each member trained on the others': no honest report
         report_dir = None
     seconds["report"] = time.perf_counter() - t
     return RunSummary(Path(run_dir), submission, score, metrics, report_dir, best_val,

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
-from .data import write_submission
+from .data import iter_test_chunks, to_inputs, write_submission
 from .errors import InputError
-from .rundir import (CONFIG_FILE, ENSEMBLE_FILE, MODEL_FILE, check_run_dir, is_ensemble,
+from .images import load_digits
+from .rundir import (CONFIG_FILE, ENSEMBLE_FILE, MODEL_FILE, check_run_dir, is_ensemble, members,
                      read_run_json)
-from .train import to_inputs
 
 PREDICT_BATCH = 1024  # images per forward call; large batches amortise per-call overhead
 PREFETCH_CHUNKS = 4  # x 16 MiB of CSV read and checked before the model loads (Kaggle's: 51 MB)
@@ -20,34 +22,48 @@ PREFETCH_CHUNKS = 4  # x 16 MiB of CSV read and checked before the model loads (
 @dataclass(frozen=True)
 class LoadedRun:
     """A trained run: one model, or an ensemble's usable members (their probabilities are
-    averaged). `info` is config.json, or for an ensemble ensemble.json plus "members"."""
+    averaged), and how it predicts: with test-time augmentation or not, decided once, here,
+    so every probability and every report made from this run agree on it."""
     run_dir: Path
     models: tuple  # keras.Model, one per member
     model_paths: tuple[Path, ...]
-    info: dict
+    configs: tuple[dict, ...]  # each model's config.json
+    ensemble: dict | None = None  # ensemble.json; None for a single model
+    tta: bool = False  # average over TTA_VIEWS views of each image
 
     @property
     def is_ensemble(self) -> bool:
-        return "members" in self.info
+        return self.ensemble is not None
+
+    @property
+    def recipes(self) -> list[str]:
+        return sorted({info["config"]["recipe"] for info in self.configs})
+
+    def describe(self) -> dict:
+        """The run's configuration for a report: config.json's, or the ensemble's and its
+        members'."""
+        if not self.is_ensemble:
+            return self.configs[0]
+        return {"ensemble": self.ensemble, "members": [info["config"] for info in self.configs],
+                "test_time_augmentation": self.tta}
 
 
-def load_run(run_dir) -> LoadedRun:
-    """Load a run directory: a single model, or every completed member of an ensemble."""
-    from .ensemble import members
-
+def load_run(run_dir, tta: bool = False) -> LoadedRun:
+    """Load a run directory: a single model, or every completed member of an ensemble.
+    `tta`: its predictions average the test-time augmented views (7x the inference time)."""
     run_dir = check_run_dir(run_dir)
     if not is_ensemble(run_dir):
         model, info = load_model_dir(run_dir)
-        return LoadedRun(run_dir, (model,), (run_dir / MODEL_FILE,), info)
-    info = read_run_json(run_dir / ENSEMBLE_FILE)
+        return LoadedRun(run_dir, (model,), (run_dir / MODEL_FILE,), (info,), None, tta)
+    ensemble = read_run_json(run_dir / ENSEMBLE_FILE)
     usable = [m for m in members(run_dir) if m.usable]
     if not usable:
         raise InputError(run_dir, "is an ensemble with no finished member yet "
                                   "(`digits train --add-members K` trains some)")
     loaded = [load_model_dir(m.run_dir) for m in usable]
-    info["members"] = [member_info for _, member_info in loaded]
     return LoadedRun(run_dir, tuple(model for model, _ in loaded),
-                     tuple(m.run_dir / MODEL_FILE for m in usable), info)
+                     tuple(m.run_dir / MODEL_FILE for m in usable),
+                     tuple(info for _, info in loaded), ensemble, tta)
 
 
 def load_model_dir(run_dir: Path) -> tuple[object, dict]:
@@ -116,9 +132,10 @@ def tta_views(pixels: np.ndarray) -> list[np.ndarray]:
     return views
 
 
-def run_proba(run: LoadedRun, pixels: np.ndarray, tta: bool = False) -> np.ndarray:
-    """A run's probabilities: the mean over its members (and over the TTA views with `tta`)."""
-    views = tta_views(pixels) if tta else [pixels]
+def run_proba(run: LoadedRun, pixels: np.ndarray) -> np.ndarray:
+    """A run's probabilities: the mean over its members (and over the TTA views if the run
+    was loaded with `tta`)."""
+    views = tta_views(pixels) if run.tta else [pixels]
     total = np.zeros((len(pixels), 10), dtype=np.float64)
     for model in run.models:
         for view in views:
@@ -140,20 +157,14 @@ def predict_csv(run_dir, test_csv, submission_path, progress: bool | None = None
     checked before the model loads, so bad input is answered before TensorFlow starts.
     `progress=None` shows a progress bar only on a terminal.
     """
-    import itertools
-
-    from tqdm import tqdm
-
-    from .data import iter_test_chunks
-
     chunks = iter_test_chunks(test_csv)
     checked = list(itertools.islice(chunks, PREFETCH_CHUNKS))
-    run = load_run(run_dir)
+    run = load_run(run_dir, tta)
     labels = []
     with tqdm(unit=" img", desc="predict", disable=None if progress is None else not progress,
               leave=False) as bar:
         for chunk in itertools.chain(checked, chunks):
-            labels.append(predict_labels(run_proba(run, chunk, tta)))
+            labels.append(predict_labels(run_proba(run, chunk)))
             bar.update(len(chunk))
     labels = np.concatenate(labels)
     write_submission(submission_path, labels)
@@ -166,9 +177,7 @@ def top_k(probabilities: np.ndarray, k: int = 3) -> list[tuple[int, float]]:
     return [(int(d), float(probabilities[d])) for d in order]
 
 
-def predict_images(run: LoadedRun, paths, tta: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def predict_images(run: LoadedRun, paths) -> tuple[np.ndarray, np.ndarray]:
     """Image files -> (the 28x28 digits the model saw, their probabilities)."""
-    from .images import load_digits
-
     digits = load_digits(paths)
-    return digits, run_proba(run, digits, tta)
+    return digits, run_proba(run, digits)

@@ -9,12 +9,16 @@ The model is loaded once, at start-up.
 
 # No `from __future__ import annotations` here: FastAPI reads the endpoint annotations
 # (`request: Request`) at run time.
+import errno
 import json
+import socket
 from importlib import resources
 
 import numpy as np
 
 from .errors import InputError
+from .images import image_to_mnist
+from .predict import load_run, run_proba, top_k
 
 MAX_BODY_BYTES = 5 * 1024 * 1024  # 5 MiB: a drawing is a few KB, a phone photo a few MB
 
@@ -22,9 +26,6 @@ MAX_BODY_BYTES = 5 * 1024 * 1024  # 5 MiB: a drawing is a few KB, a phone photo 
 def create_app(run_dir):
     from fastapi import FastAPI, Request
     from fastapi.responses import HTMLResponse, JSONResponse
-
-    from .images import image_to_mnist
-    from .predict import load_run, run_proba, top_k
 
     run = load_run(run_dir)
     run_proba(run, np.zeros((1, 28, 28), np.uint8))  # trace once, before any request
@@ -41,7 +42,7 @@ def create_app(run_dir):
     @app.get("/healthz")
     def healthz():
         return {"status": "ok", "model": str(run.run_dir),
-                "recipe": run.info.get("config", {}).get("recipe"), "members": len(run.models)}
+                "recipe": ", ".join(run.recipes), "members": len(run.models)}
 
     @app.post("/predict")
     async def predict(request: Request):
@@ -108,9 +109,6 @@ async def _upload_from_multipart(request, body: bytes) -> bytes:
 
 def check_port_free(host: str, port: int) -> None:
     """An InputError now, rather than a server that announces itself and then cannot bind."""
-    import errno
-    import socket
-
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds

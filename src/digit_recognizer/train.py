@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 import platform
+import shutil
 import sys
 import time
 import warnings
@@ -21,9 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from .config import Config
-from .data import DigitsData, load_train_csv
+from .data import DigitsData, load_train_csv, to_inputs
 from .errors import DataWarning, InputError
-from .files import atomic_path, read_json, write_json_atomic
+from .files import check_writable, read_json, write_json_atomic
+from .plots import plot_curves
 from .rundir import BACKUP_DIR, CONFIG_FILE, CURVES_FILE, HISTORY_FILE, MODEL_FILE
 
 N_CLASSES = 10
@@ -35,17 +37,24 @@ class Split:
     y_train: np.ndarray  # uint8 (n,)
     x_val: np.ndarray
     y_val: np.ndarray
+    val_indices: np.ndarray  # rows of the training data held out for validation
 
 
 @dataclass(frozen=True)
 class TrainResult:
     run_dir: Path
-    best_val_accuracy: float  # training accuracy when monitor == "accuracy" (no validation)
-    best_epoch: int  # 1-based
+    best_epoch: int  # 1-based: the epoch whose weights are model.keras (0: none finished)
+    best_accuracy: float  # of `monitor`, at best_epoch
+    monitor: str  # "val_accuracy", or "accuracy" when trained without a validation split
     epochs_run: int
     train_seconds: float
     history: "object"  # pandas.DataFrame, one row per epoch
-    monitor: str = "val_accuracy"  # "accuracy" when trained without a validation split
+    val_indices: np.ndarray  # rows of the training data held out for validation
+
+    @property
+    def best_val_accuracy(self) -> float | None:
+        """The selected epoch's validation accuracy; None without a validation split."""
+        return self.best_accuracy if self.monitor == "val_accuracy" else None
 
 
 def split_train_val(data: DigitsData, val_fraction: float, seed: int) -> Split:
@@ -61,7 +70,8 @@ def split_train_val(data: DigitsData, val_fraction: float, seed: int) -> Split:
     if data.labels is None:
         raise ValueError(f"{data.path} has no labels")
     if val_fraction <= 0:
-        return Split(data.pixels, data.labels, data.pixels[:0], data.labels[:0])
+        return Split(data.pixels, data.labels, data.pixels[:0], data.labels[:0],
+                     np.arange(0))
     n = len(data)
     n_val = math.ceil(n * val_fraction)  # scikit-learn's rounding of a fractional test_size
     if n - n_val < 1:
@@ -80,9 +90,10 @@ def split_train_val(data: DigitsData, val_fraction: float, seed: int) -> Split:
         stratify = None
     else:
         stratify = data.labels
-    x_tr, x_val, y_tr, y_val = train_test_split(
-        data.pixels, data.labels, test_size=n_val, random_state=seed, stratify=stratify)
-    return Split(x_tr, y_tr, x_val, y_val)
+    train_rows, val_rows = train_test_split(np.arange(n), test_size=n_val, random_state=seed,
+                                            stratify=stratify)
+    return Split(data.pixels[train_rows], data.labels[train_rows], data.pixels[val_rows],
+                 data.labels[val_rows], val_rows)
 
 
 def min_rows_for_validation(val_fraction: float) -> int:
@@ -109,11 +120,6 @@ def pixel_statistics(pixels: np.ndarray) -> tuple[float, float]:
     return float(x.mean()), float(x.std())
 
 
-def to_inputs(pixels: np.ndarray) -> np.ndarray:
-    """uint8 (n, 28, 28) -> float32 (n, 28, 28, 1) raw pixels, the models' input."""
-    return np.asarray(pixels, dtype=np.float32).reshape(-1, 28, 28, 1)
-
-
 def make_dataset(pixels, labels, batch_size: int, shuffle: bool, seed: int):
     """In-memory tf.data pipeline of (raw float32 pixels, one-hot labels).
 
@@ -134,19 +140,27 @@ def make_dataset(pixels, labels, batch_size: int, shuffle: bool, seed: int):
     return ds.with_options(options)
 
 
-def build_optimizer(config: Config, steps_per_epoch: int):
+def learning_rate_schedule(config: Config, steps_per_epoch: int):
+    """"onecycle": linear warm-up from peak/20 to the peak over warmup_fraction of the steps,
+    then cosine decay to 0 at the last step; "plateau": the constant peak (the tutorial's,
+    halved by ReduceLROnPlateau)."""
     from .backend import keras
 
     total = max(1, config.epochs * steps_per_epoch)
     if config.lr_schedule == "onecycle":
         warmup = int(config.warmup_fraction * total)
-        lr = keras.optimizers.schedules.CosineDecay(
+        return keras.optimizers.schedules.CosineDecay(
             initial_learning_rate=config.learning_rate / 20, decay_steps=max(1, total - warmup),
             alpha=0.0, warmup_target=config.learning_rate, warmup_steps=warmup)
-    elif config.lr_schedule == "plateau":
-        lr = config.learning_rate
-    else:
-        raise ValueError(f"unknown lr_schedule {config.lr_schedule!r}")
+    if config.lr_schedule == "plateau":
+        return config.learning_rate
+    raise ValueError(f"unknown lr_schedule {config.lr_schedule!r}")
+
+
+def build_optimizer(config: Config, steps_per_epoch: int):
+    from .backend import keras
+
+    lr = learning_rate_schedule(config, steps_per_epoch)
     if config.optimizer == "rmsprop":  # the tutorial's settings
         return keras.optimizers.RMSprop(learning_rate=lr, rho=0.9, epsilon=1e-8)
     if config.optimizer == "adam":
@@ -181,120 +195,29 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def _callbacks(config: Config, run_dir: Path, has_val: bool, extra: list,
-               best_so_far: float | None, history_rows: dict):
+def training_callbacks(config: Config, run_dir: Path, monitor: str, history) -> list:
+    """The learning rate and seconds into the logs, the best model saved, LR halved on plateaus
+    (the tutorial's schedule), history.csv written, and BackupAndRestore (weights, optimiser
+    state so the LR schedule continues, epoch counter) last, so an epoch counts as done for
+    --resume only once its model and history are on disk; killed in between, the epoch is
+    re-run and its history row replaced."""
+    from . import callbacks
     from .backend import keras
 
-    from .plots import write_history
-
-    class LogLearningRate(keras.callbacks.Callback):
-        """Puts the optimiser's current learning rate into the epoch logs (history.csv)."""
-
-        def on_epoch_end(self, epoch, logs=None):
-            if logs is not None and "learning_rate" not in logs:
-                logs["learning_rate"] = float(
-                    keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-
-    class EpochTimer(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            if logs is not None:
-                logs["seconds"] = time.perf_counter() - self.start
-
-    class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
-        """Keras's ModelCheckpoint, saving to a temporary name then renaming over model.keras,
-        so a crash mid-save never leaves a half-written model."""
-
-        def __init__(self, final_path: Path, **kwargs):
-            self.final_path = final_path
-            self.tmp_path = final_path.with_name(f".{final_path.stem}.tmp.keras")
-            super().__init__(str(self.tmp_path), **kwargs)
-
-        def on_epoch_end(self, epoch, logs=None):
-            super().on_epoch_end(epoch, logs)
-            if self.tmp_path.exists():
-                with open(self.tmp_path, "rb") as f:
-                    os.fsync(f.fileno())
-                os.replace(self.tmp_path, self.final_path)
-
-    class HistoryWriter(keras.callbacks.Callback):
-        """Rewrites history.csv atomically after every epoch (it survives an interruption).
-        Rows are keyed by epoch, so an epoch re-run after a resume replaces its old row."""
-
-        def on_epoch_end(self, epoch, logs=None):
-            history_rows[epoch + 1] = {"epoch": epoch + 1,
-                                       **{k: float(v) for k, v in (logs or {}).items()}}
-            write_history(run_dir / HISTORY_FILE, [history_rows[e] for e in sorted(history_rows)])
-
-    monitor = "val_accuracy" if has_val else "accuracy"
-    callbacks = [LogLearningRate(), EpochTimer(),
-                 # A resumed run keeps its best model unless a later epoch beats it.
-                 AtomicModelCheckpoint(run_dir / MODEL_FILE, monitor=monitor, mode="max",
-                                       save_best_only=True, initial_value_threshold=best_so_far)]
+    best_so_far = max((row[monitor] for row in history.rows.values()), default=None)
+    chosen = [callbacks.LogLearningRate(), callbacks.EpochTimer(),
+              callbacks.BestModelSaver(run_dir / MODEL_FILE, monitor, best_so_far)]
     if config.lr_schedule == "plateau":
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss" if has_val else "loss", patience=3, factor=0.5, min_lr=1e-5))
-    # BackupAndRestore (weights, optimiser state so the LR schedule continues, epoch counter)
-    # comes last, so an epoch counts as done for --resume only once its model and history
-    # are on disk; killed in between, the epoch is re-run and its history row replaced.
-    backup = keras.callbacks.BackupAndRestore(str(run_dir / BACKUP_DIR), double_checkpoint=True)
-    return [*extra, *callbacks, HistoryWriter(), backup]
+        chosen.append(keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss" if monitor == "val_accuracy" else "loss", patience=3, factor=0.5,
+            min_lr=1e-5))
+    return [*chosen, callbacks.HistoryWriter(history),
+            keras.callbacks.BackupAndRestore(str(run_dir / BACKUP_DIR), double_checkpoint=True)]
 
 
-def check_writable(directory: Path) -> None:
-    """Fail before training, not after an hour, when the run directory cannot be written."""
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        with atomic_path(directory / ".write-test") as tmp:
-            tmp.write_bytes(b"0" * 65536)  # a little data, so a full disk shows up too
-        (directory / ".write-test").unlink()
-    except OSError as e:
-        raise InputError(directory, f"cannot be written ({e.strerror or e})") from e
-
-
-def train(config: Config, train_data: DigitsData | str | os.PathLike, run_dir,
-          callbacks: list | None = None, verbose: int | str = "auto",
-          resume: bool = False) -> TrainResult:
-    """Train `config` on a labeled CSV (or already loaded data) and fill `run_dir`.
-
-    Interrupted (Ctrl-C, SIGTERM turned into KeyboardInterrupt by the CLI) it keeps the best
-    model and history so far, writes the curves, marks config.json "interrupted" and re-raises.
-    `resume=True` continues from the last completed epoch (see `resume_training`).
-    """
-    import pandas as pd
-
-    # Everything that can be wrong with the input is checked before Keras (seconds) loads.
-    data = train_data if isinstance(train_data, DigitsData) else load_train_csv(train_data)
-    split = split_train_val(data, config.val_fraction, config.seed)
-    warn_missing_classes(data)
-    run_dir = Path(run_dir)
-    check_writable(run_dir)
-
-    from .backend import keras
-    from .model import build_model
-    from .plots import plot_curves
-
-    if not resume:  # a fresh run never picks up a stale backup or history
-        import shutil
-        shutil.rmtree(run_dir / BACKUP_DIR, ignore_errors=True)
-        (run_dir / HISTORY_FILE).unlink(missing_ok=True)
-    keras.utils.set_random_seed(config.seed)
-
-    mean, std = pixel_statistics(split.x_train)
-    steps_per_epoch = -(-len(split.x_train) // config.batch_size)
-    model = compile_model(build_model(config, mean, std), config, steps_per_epoch)
-    has_val = len(split.x_val) > 0
-    monitor = "val_accuracy" if has_val else "accuracy"
-
-    history_rows, best_so_far = {}, None
-    if resume and (run_dir / HISTORY_FILE).exists():
-        previous = pd.read_csv(run_dir / HISTORY_FILE)
-        history_rows = {int(r["epoch"]): r for r in previous.to_dict("records")}
-        best_so_far = float(previous[monitor].max()) if len(previous) else None
-
-    info = {
+def run_info(config: Config, data: DigitsData, split: Split, mean: float, std: float) -> dict:
+    """config.json: everything predict/evaluate need, and how the run was made."""
+    return {
         "status": "training",
         "config": config.to_dict(),
         "preprocessing": {
@@ -308,42 +231,84 @@ def train(config: Config, train_data: DigitsData | str | os.PathLike, run_dir,
         "seed": config.seed,
         "command": " ".join(sys.argv),
     }
+
+
+def train(config: Config, train_data: DigitsData | str | os.PathLike, run_dir,
+          callbacks: list | None = None, verbose: int | str = "auto",
+          resume: bool = False) -> TrainResult:
+    """Train `config` on a labeled CSV (or already loaded data) and fill `run_dir`.
+
+    Interrupted (Ctrl-C, SIGTERM turned into KeyboardInterrupt by the CLI) it keeps the best
+    model and history so far, writes the curves, marks config.json "interrupted" and re-raises.
+    `resume=True` continues from the last completed epoch (see `resume_training`).
+    """
+    # Everything that can be wrong with the input is checked before Keras (seconds) loads.
+    data = train_data if isinstance(train_data, DigitsData) else load_train_csv(train_data)
+    split = split_train_val(data, config.val_fraction, config.seed)
+    warn_missing_classes(data)
+    run_dir = Path(run_dir)
+    check_writable(run_dir)
+
+    from .backend import keras
+    from .callbacks import History
+    from .model import build_model
+
+    if not resume:  # a fresh run never picks up a stale backup or history
+        shutil.rmtree(run_dir / BACKUP_DIR, ignore_errors=True)
+        (run_dir / HISTORY_FILE).unlink(missing_ok=True)
+    history = History(run_dir / HISTORY_FILE, _history_rows(run_dir) if resume else None)
+    keras.utils.set_random_seed(config.seed)
+    mean, std = pixel_statistics(split.x_train)
+    steps_per_epoch = -(-len(split.x_train) // config.batch_size)
+    model = compile_model(build_model(config, mean, std), config, steps_per_epoch)
+    monitor = "val_accuracy" if len(split.x_val) else "accuracy"
+    info = run_info(config, data, split, mean, std)
     write_json_atomic(run_dir / CONFIG_FILE, info)
 
     train_ds = make_dataset(split.x_train, split.y_train, config.batch_size, True, config.seed)
     val_ds = (make_dataset(split.x_val, split.y_val, 1024, False, config.seed)
-              if has_val else None)
+              if len(split.x_val) else None)
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2
     start = time.perf_counter()
-
-    def finish(status: str) -> TrainResult:
-        """Curves, final config.json and the result, from the history rows held in memory
-        (the same rows HistoryWriter has written to history.csv)."""
-        seconds = time.perf_counter() - start
-        frame = pd.DataFrame([history_rows[e] for e in sorted(history_rows)])
-        info["status"] = status
-        if frame.empty:  # interrupted before the first epoch ended
-            write_json_atomic(run_dir / CONFIG_FILE, info)
-            return TrainResult(run_dir, float("nan"), 0, 0, seconds, frame, monitor)
-        best = int(frame[monitor].idxmax())
-        best_epoch, best_value = int(frame["epoch"][best]), float(frame[monitor][best])
-        plot_curves(frame, run_dir / CURVES_FILE, title=f"recipe '{config.recipe}'")
-        info["result"] = {"best_epoch": best_epoch, f"best_{monitor}": best_value,
-                          "epochs_run": len(frame), "train_seconds": round(seconds, 2)}
-        write_json_atomic(run_dir / CONFIG_FILE, info)
-        return TrainResult(run_dir, best_value, best_epoch, len(frame), seconds, frame,
-                           monitor)
-
     try:
         # shuffle=False: the tf.data pipeline already reshuffles every epoch.
         model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, verbose=verbose,
-                  shuffle=False, callbacks=_callbacks(config, run_dir, has_val, callbacks or [],
-                                                      best_so_far, history_rows))
+                  shuffle=False, callbacks=[*(callbacks or []), *training_callbacks(
+                      config, run_dir, monitor, history)])
     except KeyboardInterrupt:
-        finish("interrupted")
+        _finish(run_dir, info, history, monitor, "interrupted", time.perf_counter() - start,
+                split.val_indices)
         raise
-    return finish("complete")
+    return _finish(run_dir, info, history, monitor, "complete", time.perf_counter() - start,
+                   split.val_indices)
+
+
+def _history_rows(run_dir: Path) -> list[dict]:
+    import pandas as pd
+
+    path = run_dir / HISTORY_FILE
+    return pd.read_csv(path).to_dict("records") if path.exists() else []
+
+
+def _finish(run_dir: Path, info: dict, history, monitor: str, status: str, seconds: float,
+            val_indices: np.ndarray) -> TrainResult:
+    """Curves, the final config.json and the result, from the history held in memory (the
+    rows history.csv holds)."""
+    frame = history.frame()
+    info["status"] = status
+    if frame.empty:  # interrupted before the first epoch ended
+        write_json_atomic(run_dir / CONFIG_FILE, info)
+        return TrainResult(run_dir, 0, float("nan"), monitor, 0, seconds, frame, val_indices)
+    best = int(frame[monitor].idxmax())
+    best_epoch, best_value = int(frame["epoch"][best]), float(frame[monitor][best])
+    plot_curves(frame, run_dir / CURVES_FILE, title=f"recipe '{info['config']['recipe']}'")
+    info["result"] = {"best_epoch": best_epoch, "monitor": monitor,
+                      "best_val_accuracy": best_value if monitor == "val_accuracy" else None,
+                      "epochs_run": len(frame), "train_seconds": round(seconds, 2)}
+    write_json_atomic(run_dir / CONFIG_FILE, info)
+    return TrainResult(run_dir, best_epoch, best_value, monitor, len(frame), seconds, frame,
+                       val_indices)
 
 
 def resume_training(run_dir, verbose: int | str = "auto") -> TrainResult:

@@ -1,0 +1,79 @@
+"""The training loop's Keras callbacks, and the per-epoch history they keep on disk.
+
+Imported by `train()` once its input is checked (this module imports Keras).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from .backend import keras
+from .files import atomic_path
+from .plots import write_history
+
+
+class History:
+    """Per-epoch rows (epoch, loss, accuracy, val_loss, val_accuracy, learning_rate, seconds),
+    keyed by epoch so an epoch re-run after a resume replaces its old row; history.csv is
+    rewritten atomically after every epoch, so it survives an interruption."""
+
+    def __init__(self, path: Path, rows: list[dict] | None = None):
+        self.path = Path(path)
+        self.rows = {int(r["epoch"]): dict(r) for r in rows or []}
+
+    def record(self, epoch: int, logs: dict) -> None:
+        self.rows[epoch] = {"epoch": epoch, **{k: float(v) for k, v in logs.items()}}
+        write_history(self.path, [self.rows[e] for e in sorted(self.rows)])
+
+    def frame(self):
+        import pandas as pd
+
+        return pd.DataFrame([self.rows[e] for e in sorted(self.rows)])
+
+
+class LogLearningRate(keras.callbacks.Callback):
+    """Puts the optimiser's current learning rate into the epoch logs (history.csv)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None and "learning_rate" not in logs:
+            logs["learning_rate"] = float(
+                keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Puts the epoch's wall seconds into the epoch logs."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["seconds"] = time.perf_counter() - self.start
+
+
+class BestModelSaver(keras.callbacks.Callback):
+    """Saves the model whenever `monitor` beats its best so far (Keras's ModelCheckpoint with
+    save_best_only), through a temporary file renamed over `path`: a crash mid-save never
+    leaves a half-written model. `best_so_far` carries the best of an interrupted run."""
+
+    def __init__(self, path: Path, monitor: str, best_so_far: float | None = None):
+        super().__init__()
+        self.path, self.monitor = Path(path), monitor
+        self.best = float("-inf") if best_so_far is None else best_so_far
+
+    def on_epoch_end(self, epoch, logs=None):
+        current = (logs or {}).get(self.monitor)
+        if current is not None and current > self.best:
+            self.best = float(current)
+            with atomic_path(self.path) as tmp:
+                self.model.save(tmp)
+
+
+class HistoryWriter(keras.callbacks.Callback):
+    def __init__(self, history: History):
+        super().__init__()
+        self.history = history
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.history.record(epoch + 1, logs or {})
