@@ -157,7 +157,7 @@ def test_version_and_help_show_defaults_and_examples(capsys):
 
 
 def test_show_names_are_distinct():
-    from digit_recognizer.cli import seen_names
+    from digit_recognizer.commands import seen_names
 
     assert seen_names(["a/four.png", "b/seven.jpg"]) == ["four.seen.png", "seven.seen.png"]
     assert seen_names(["four.png", "four.jpg"]) == ["four.png.seen.png", "four.jpg.seen.png"]

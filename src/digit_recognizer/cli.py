@@ -1,4 +1,5 @@
-"""`digits` command line: parses arguments, calls the library, prints results.
+"""`digits` command line: parses arguments and hands them to commands.py (which calls the
+library and prints).
 
 Bad input (InputError) is one line on stderr and exit code 2; a usage error is argparse's
 `usage: ...` / `digits CMD: error: ...`, exit code 2; `--debug` shows tracebacks and
@@ -8,234 +9,20 @@ TensorFlow's own start-up lines. Nothing heavy is imported before the input is c
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 import signal
 import sys
 import threading
-import time
 from pathlib import Path
 
 from . import __version__
-from .config import RECIPE_SUMMARIES, RECIPES, get_recipe
-from .demo import write_demo_data
-from .ensemble import base_config, is_ensemble, members, resume, train_members
+from .commands import (cmd_demo_data, cmd_evaluate, cmd_predict, cmd_run, cmd_score, cmd_serve,
+                       cmd_train)
+from .config import RECIPE_SUMMARIES, RECIPES
 from .errors import InputError, show_warnings_as_lines
-from .evaluate import evaluate_run, report_submission, score_submission
-from .images import load_digits, save_digit_png
-from .pipeline import run
-from .predict import load_run, predict_csv, run_proba, top_k
-from .rundir import ENSEMBLE_FILE, read_run_json
-from .serve import check_port_free, create_app, serve
-from .train import train
 
 EXIT_INPUT = 2
 EXIT_INTERRUPTED = 130
-log = functools.partial(print, flush=True)  # progress lines reach a pipe or log file at once
-
-
-def cmd_demo_data(args) -> int:
-    demo = write_demo_data(args.dir, n_train=args.rows, seed=args.seed, n_test=args.test_rows)
-    print(f"wrote {demo.train_csv} ({len(demo.train_indices)} rows), {demo.test_csv} "
-          f"({len(demo.test_order)} rows), {demo.answers_csv} (answer key)")
-    return 0
-
-
-def _config_from_args(args, base=None):
-    """The recipe named by --recipe (or `base`, else the default) with the options' overrides."""
-    if args.recipe or base is None:
-        base = get_recipe(args.recipe or "default")
-    return base.replace(
-        epochs=args.epochs, batch_size=args.batch_size, val_fraction=args.val_fraction,
-        seed=args.seed, augment=False if getattr(args, "no_augment", False) else None)
-
-
-def cmd_train(args) -> int:
-    if args.resume:
-        if args.train_csv or args.run_dir or args.ensemble or args.add_members:
-            args.parser.error("--resume RUN takes no TRAIN_CSV, --run-dir, --ensemble or "
-                              "--add-members")
-        for result in resume(args.resume):
-            print_result(result)
-        return 0
-    if not args.run_dir:
-        args.parser.error("needs --run-dir RUN (or --resume RUN)")
-    if args.ensemble and args.add_members:
-        args.parser.error("give --ensemble N (a new ensemble) or --add-members K, not both")
-    if args.ensemble or args.add_members:
-        return train_ensemble_members(args)
-    if args.jobs > 1:
-        args.parser.error("--jobs J trains ensemble members; add --ensemble N")
-    if not args.train_csv:
-        args.parser.error("needs TRAIN_CSV and --run-dir RUN (or --resume RUN)")
-    print_result(train(_config_from_args(args), args.train_csv, args.run_dir))
-    return 0
-
-
-def print_result(result) -> None:
-    what = ("validation accuracy" if result.monitor == "val_accuracy"
-            else "training accuracy (no validation split)")
-    print(f"best {what} {result.best_accuracy:.4f} at epoch {result.best_epoch}"
-          f"/{result.epochs_run}, {result.train_seconds:.1f} s; files in {result.run_dir}/")
-
-
-def train_ensemble_members(args) -> int:
-    """--ensemble N: a new ensemble of N members; --add-members K: K more (same recipe and seed
-    sequence as member 1 unless options say otherwise; same training data)."""
-    existing = members(args.run_dir) if is_ensemble(args.run_dir) else []
-    if args.ensemble:
-        if existing:
-            raise InputError(args.run_dir, f"already holds an ensemble of {len(existing)} "
-                                           "members; use --add-members K to add more")
-        if not args.train_csv:
-            args.parser.error("--ensemble N needs TRAIN_CSV")
-        config, train_csv, count = _config_from_args(args), args.train_csv, args.ensemble
-    else:
-        if not is_ensemble(args.run_dir):
-            raise InputError(args.run_dir, "is not an ensemble (make one with --ensemble N)")
-        info = read_run_json(args.run_dir / ENSEMBLE_FILE)
-        config = _config_from_args(args, base_config(args.run_dir))
-        train_csv, count = args.train_csv or info["data"]["train_csv"], args.add_members
-    added = train_members(config, train_csv, args.run_dir, count, jobs=args.jobs, log=log)
-    for m in added:
-        validation = (f"validation {m.best_val_accuracy:.4f}" if m.best_val_accuracy is not None
-                      else "no validation split")
-        print(f"member {m.index:02d}: recipe '{m.recipe}', seed {m.seed}, {validation}, "
-              f"{m.train_seconds:.1f} s")
-    usable = [m for m in members(args.run_dir) if m.usable]
-    print(f"ensemble {args.run_dir}/: {len(usable)} finished members")
-    return 0
-
-
-def _is_csv(path: Path) -> bool:
-    return path.name.lower().endswith((".csv", ".csv.gz"))
-
-
-def cmd_predict(args) -> int:
-    if len(args.inputs) == 1 and _is_csv(args.inputs[0]):
-        output = args.output or Path("submission.csv")
-        t = time.perf_counter()
-        labels = predict_csv(args.run_dir, args.inputs[0], output, tta=args.tta)
-        print(f"wrote {output}: {len(labels)} predictions in {time.perf_counter() - t:.1f} s")
-        return 0
-    if any(_is_csv(p) for p in args.inputs):
-        args.parser.error("give one test CSV, or image files, not both")
-    if args.output:
-        args.parser.error("-o/--output is for a test CSV; images print their labels "
-                          "(--format csv for a table)")
-    return predict_image_files(args)
-
-
-def predict_image_files(args) -> int:
-    digits = load_digits(args.inputs)  # every image is checked before the model loads
-    probabilities = run_proba(load_run(args.run_dir, args.tta), digits)
-    if args.format == "csv":
-        print("file,label,probability")
-    shown = seen_names(args.inputs)
-    for path, pixels, probs, name in zip(args.inputs, digits, probabilities, shown):
-        best = top_k(probs)
-        if args.format == "csv":
-            print(f"{path},{best[0][0]},{best[0][1]:.6f}")
-        else:
-            others = "  ".join(f"{d}: {p:.1%}" for d, p in best)
-            print(f"{path}: {best[0][0]}   ({others})")
-        if args.show:
-            save_digit_png(pixels, args.show / name)
-    if args.show:
-        print(f"what the model saw: {args.show}/*.seen.png", file=sys.stderr)
-    return 0
-
-
-def seen_names(paths) -> list[str]:
-    """`--show` file names: NAME.seen.png from each image's stem, made distinct where two
-    inputs share one (four.png and four.jpg -> four.png.seen.png, four.jpg.seen.png; the same
-    name in two folders -> a number in front)."""
-    paths = [Path(p) for p in paths]
-    stems = [p.stem for p in paths]
-    names = [p.stem if stems.count(p.stem) == 1 else p.name for p in paths]
-    names = [n if names.count(n) == 1 else f"{i + 1}-{n}" for i, n in enumerate(names)]
-    return [f"{n}.seen.png" for n in names]
-
-
-def cmd_score(args) -> int:
-    if args.report:  # the report's summary gives the accuracy; print it once
-        print_metrics(report_submission(args.submission, args.answers, args.report), args.report)
-        return 0
-    score = score_submission(args.submission, args.answers)
-    print(f"accuracy {score.accuracy:.4%} ({score.n_images - score.n_errors}/{score.n_images} "
-          f"correct, {score.n_errors} errors)")
-    return 0
-
-
-def print_metrics(metrics: dict, report_dir) -> None:
-    """The short summary: accuracy, errors, log loss, the three most confused pairs."""
-    print(f"accuracy     {metrics['accuracy']:.4%}  ({metrics['n_errors']} errors in "
-          f"{metrics['n_images']} images)")
-    if "log_loss" in metrics:
-        print(f"log loss     {metrics['log_loss']:.4f}")
-    for i, pair in enumerate(metrics["most_confused"]):
-        label = "confused" if i == 0 else ""
-        print(f"{label:12s} {pair['true']} taken for {pair['predicted']}: {pair['count']} times")
-    print(f"report       {report_dir}/report.html (metrics.json, confusion.png"
-          f"{', errors.png, calibration.png' if 'log_loss' in metrics else ''})")
-
-
-def cmd_evaluate(args) -> int:
-    report_dir = args.report or args.run_dir / "report"
-    print_metrics(evaluate_run(args.run_dir, args.data_csv, report_dir, tta=args.tta,
-                               labels_csv=args.labels), report_dir)
-    return 0
-
-
-def cmd_run(args) -> int:
-    config = _config_from_args(args)
-    data = args.data or Path("data")
-    start = time.perf_counter()
-    summary = run(config, data, args.run_dir, members=args.ensemble, jobs=args.jobs,
-                  tta=args.tta, write_demo=args.data is None or args.demo_data, log=log)
-    total = time.perf_counter() - start
-    run_dir = summary.run_dir
-    print()
-    print(f"== digit-recognizer: recipe '{config.recipe}' ==")
-    if summary.created_demo_data:
-        print(f"data         {data}/ (demo data written from the embedded MNIST copy)")
-    else:
-        print(f"data         {data}/")
-    if summary.best_val_accuracy is None:
-        print("validation   none (--val-fraction 0)")
-    else:
-        print(f"validation   {summary.best_val_accuracy:.4%} (best epoch, split of train.csv)")
-    if summary.score is not None:
-        print(f"held-out     {summary.score.accuracy:.4%} accuracy on {summary.score.n_images} "
-              f"test images ({summary.score.n_errors} errors)")
-    else:
-        print("held-out     no answer key (test_labels.csv): upload submission.csv to Kaggle")
-    stages = ", ".join(f"{k} {v:.1f} s" for k, v in summary.seconds.items())
-    print(f"time         {total:.1f} s in all ({stages})")
-    print(f"submission   {summary.submission}")
-    if args.ensemble:
-        print(f"run files    {run_dir}/ensemble.json, members/NN/ (model.keras, config.json, "
-              "history.csv, curves.png)")
-    else:
-        print(f"run files    {run_dir}/model.keras, config.json, history.csv, curves.png")
-    if summary.metrics is None:
-        print("report       none: no answer key, and each ensemble member trained on the "
-              "others' validation rows")
-        return 0
-    print(f"report       {summary.report_dir}/report.html (on the "
-          f"{'held-out set' if summary.score else 'validation split'})")
-    confused = ", ".join(f"{p['true']}->{p['predicted']} ({p['count']})"
-                         for p in summary.metrics["most_confused"])
-    print(f"confused     {confused or 'nothing'} (true->predicted)")
-    return 0
-
-
-def cmd_serve(args) -> int:
-    check_port_free(args.host, args.port)
-    app = create_app(args.run_dir)  # loads the run: a bad one fails before any announcement
-    log(f"serving {args.run_dir} on http://{args.host}:{args.port}/ (Ctrl-C stops)")
-    serve(app, host=args.host, port=args.port)
-    return 0
 
 
 # ---------------------------------------------------------------------------------------------
