@@ -230,3 +230,13 @@ def test_an_ensembles_recipe_and_tta_come_from_the_run(ensemble_run, small_demo,
         with pytest.warns(DataWarning, match="the run's own training file"):
             metrics = evaluate_run(run_dir, small_demo.train_csv, tmp_path / f"r{tta}", tta=tta)
         assert metrics["test_time_augmentation"] is tta
+
+
+def test_an_ensemble_of_a_file_too_small_writes_nothing(mnist, tmp_path, capsys):
+    from digit_recognizer.cli import main
+
+    write_train_csv(tmp_path / "one.csv", mnist["train_pixels"][:1], mnist["train_labels"][:1])
+    assert main(["train", str(tmp_path / "one.csv"), "--run-dir", str(tmp_path / "e"),
+                 "--ensemble", "2"]) == 2
+    assert "needs at least 2 rows" in capsys.readouterr().err
+    assert not (tmp_path / "e").exists()

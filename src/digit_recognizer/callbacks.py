@@ -77,3 +77,21 @@ class HistoryWriter(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.history.record(epoch + 1, logs or {})
+
+
+class EpochLogger(keras.callbacks.Callback):
+    """One line per epoch to `log` (e.g. print): `PREFIX: epoch E/N  metrics  seconds`; the
+    progress of ensemble members, whose Keras progress bars are off."""
+
+    def __init__(self, log, prefix: str, epochs: int):
+        super().__init__()
+        self.log, self.prefix, self.epochs = log, prefix, epochs
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        shown = "  ".join(f"{k} {float(v):.4f}" for k, v in (logs or {}).items()
+                          if k in ("loss", "accuracy", "val_loss", "val_accuracy"))
+        self.log(f"{self.prefix}: epoch {epoch + 1}/{self.epochs}  {shown}  "
+                 f"{time.perf_counter() - self.start:.1f} s")

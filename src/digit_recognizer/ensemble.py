@@ -20,7 +20,7 @@ from .config import Config
 from .data import DigitsData, load_train_csv
 from .errors import InputError, show_warnings_as_lines
 from .rundir import BACKUP_DIR, Member, claim_member_dir, init_ensemble, is_ensemble, members
-from .train import resume_training, train
+from .train import check_enough_rows, resume_training, train
 
 
 def train_member(config: Config, data: DigitsData | str | os.PathLike, run_dir,
@@ -28,6 +28,7 @@ def train_member(config: Config, data: DigitsData | str | os.PathLike, run_dir,
     """Train one more member of the ensemble in `run_dir` (seed = config.seed + index - 1).
     `log` (e.g. print) gets a line when the member starts, after each epoch and at its end."""
     data = data if isinstance(data, DigitsData) else load_train_csv(data)
+    check_enough_rows(data, config.val_fraction)  # before ensemble.json or a slot is written
     init_ensemble(run_dir, data)
     index, member_dir = claim_member_dir(run_dir)
     member_config = config.replace(seed=member_seed(config.seed, index))
@@ -36,7 +37,9 @@ def train_member(config: Config, data: DigitsData | str | os.PathLike, run_dir,
     if log:
         log(f"{prefix}: started, recipe '{member_config.recipe}', seed {member_config.seed}, "
             f"{member_config.epochs} epochs")
-        callbacks.append(epoch_logger(log, prefix, member_config.epochs))
+        from .callbacks import EpochLogger  # Keras: imported once the data is checked
+
+        callbacks.append(EpochLogger(log, prefix, member_config.epochs))
     result = train(member_config, data, member_dir, callbacks=callbacks,
                    verbose=0 if log else verbose)
     if log:
@@ -72,6 +75,7 @@ def train_members(config: Config, data: DigitsData | str | os.PathLike, run_dir,
     Returns the members added, in index order.
     """
     data = data if isinstance(data, DigitsData) else load_train_csv(data)
+    check_enough_rows(data, config.val_fraction)
     init_ensemble(run_dir, data)
     before = {m.index for m in members(run_dir)}
     progress = EnsembleProgress(count, log)
@@ -112,23 +116,6 @@ class EnsembleProgress:
 
 def _minutes(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
-
-
-def epoch_logger(log, prefix: str, epochs: int):
-    """A Keras callback that logs one line per epoch: the metrics and the epoch's seconds."""
-    from .backend import keras
-
-    class EpochLogger(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            shown = "  ".join(f"{k} {float(v):.4f}" for k, v in (logs or {}).items()
-                              if k in ("loss", "accuracy", "val_loss", "val_accuracy"))
-            log(f"{prefix}: epoch {epoch + 1}/{epochs}  {shown}  "
-                f"{time.perf_counter() - self.start:.1f} s")
-
-    return EpochLogger()
 
 
 def resume(run_dir, verbose: int | str = "auto") -> list:

@@ -69,16 +69,12 @@ def split_train_val(data: DigitsData, val_fraction: float, seed: int) -> Split:
 
     if data.labels is None:
         raise ValueError(f"{data.path} has no labels")
+    check_enough_rows(data, val_fraction)
     if val_fraction <= 0:
         return Split(data.pixels, data.labels, data.pixels[:0], data.labels[:0],
                      np.arange(0))
     n = len(data)
     n_val = math.ceil(n * val_fraction)  # scikit-learn's rounding of a fractional test_size
-    if n - n_val < 1:
-        raise InputError(data.path, f"has {n} row{'s' if n != 1 else ''}: holding out "
-                                    f"{val_fraction:g} for validation needs at least "
-                                    f"{min_rows_for_validation(val_fraction)} rows "
-                                    "(or --val-fraction 0 to train on every row)")
     counts = np.bincount(data.labels, minlength=N_CLASSES)
     present = int((counts > 0).sum())
     rarest = int(np.argmin(np.where(counts > 0, counts, n + 1)))
@@ -94,6 +90,17 @@ def split_train_val(data: DigitsData, val_fraction: float, seed: int) -> Split:
                                             stratify=stratify)
     return Split(data.pixels[train_rows], data.labels[train_rows], data.pixels[val_rows],
                  data.labels[val_rows], val_rows)
+
+
+def check_enough_rows(data: DigitsData, val_fraction: float) -> None:
+    """An InputError, stating the minimum, when holding out `val_fraction` leaves no row to
+    train on (any seed: it depends on the row count alone)."""
+    n = len(data)
+    if val_fraction > 0 and n - math.ceil(n * val_fraction) < 1:
+        raise InputError(data.path, f"has {n} row{'s' if n != 1 else ''}: holding out "
+                                    f"{val_fraction:g} for validation needs at least "
+                                    f"{min_rows_for_validation(val_fraction)} rows "
+                                    "(or --val-fraction 0 to train on every row)")
 
 
 def min_rows_for_validation(val_fraction: float) -> int:
