@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 run: $(STAMP)
-	$(BIN)/digits run --data data --run-dir runs/default
+	$(BIN)/digits run --run-dir runs/default
 
 test: $(STAMP) browser
 	$(BIN)/python -m pytest

@@ -208,3 +208,16 @@ def test_score_with_report_prints_the_accuracy_once(small_demo, tmp_path, capsys
     assert capsys.readouterr().out.count("accuracy") == 1
     page = (tmp_path / "r" / "report.html").read_text()
     assert '{"path"' not in page and "sha256 " in page
+
+
+@pytest.mark.slow
+def test_run_with_no_data_option_writes_demo_data_into_data(tmp_path):
+    """`make run`'s command: no --data, so data/ (here under a fresh working directory) gets
+    the demo data, and the run trains, predicts and scores it."""
+    out = digits("run", "--run-dir", "runs/r", "--recipe", "quick", "--epochs", "1",
+                 cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert {"train.csv", "test.csv", "test_labels.csv"} <= {p.name for p in
+                                                           (tmp_path / "data").iterdir()}
+    assert "demo data written" in out.stdout and "held-out" in out.stdout
+    assert len(read_submission(tmp_path / "runs" / "r" / "submission.csv")) == 10_000
