@@ -94,7 +94,8 @@ def wait_for_label(driver, timeout=300):  # a safety net; the label normally sho
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if driver.execute_script(settled):
-            return int(driver.find_element("id", "label").text)
+            label = driver.find_element("id", "label").text
+            return int(label) if label.isdigit() else label
         time.sleep(0.1)
     raise AssertionError(f"no settled prediction; label {driver.find_element('id', 'label').text}"
                          f", status: {driver.find_element('id', 'status').text}")
@@ -123,3 +124,11 @@ def test_drawing_a_digit_shows_the_right_prediction(server, browser, tmp_path):
     shot = os.environ.get("DIGITS_SCREENSHOT")
     browser.save_screenshot(shot or str(tmp_path / "page-zero.png"))
     assert label == 0
+
+
+def test_an_empty_canvas_shows_no_digit(server, browser):
+    browser.get(server)
+    browser.find_element("id", "clear").click()
+    browser.execute_script("hasInk = true; dirty = true;")  # send the empty canvas anyway
+    assert wait_for_label(browser) == "–"
+    assert browser.find_element("id", "sure").text == "no digit found"

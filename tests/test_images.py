@@ -6,7 +6,7 @@ from PIL import Image, ImageFilter
 
 from digit_recognizer.cli import main
 from digit_recognizer.errors import InputError
-from digit_recognizer.images import image_to_mnist, to_mnist
+from digit_recognizer.images import NoDigitFound, image_to_mnist, to_mnist
 
 
 def layout(digit, scale=3, canvas=(120, 160), at=(10, 70), invert=True, thicken=0, rgb=False):
@@ -59,8 +59,14 @@ def test_bad_images(tmp_path):
     with pytest.raises(InputError, match="not a readable image"):
         image_to_mnist(tmp_path / "notes.png")
     blank = np.full((50, 50), 240, np.uint8)
-    with pytest.raises(InputError, match="blank"):
+    with pytest.raises(NoDigitFound, match="blank: no digit found"):
         image_to_mnist(png_bytes(blank), "blank.png")
+    faint = blank.copy()
+    faint[20:30, 24:26] = 240 - 31  # just under the contrast threshold (32 of 255)
+    with pytest.raises(NoDigitFound, match="strongest contrast is 31 of 255"):
+        image_to_mnist(png_bytes(faint), "faint.png")
+    faint[20:30, 24:26] = 240 - 32  # at the threshold: a (thin) digit
+    assert image_to_mnist(png_bytes(faint), "stroke.png").max() == 255
     with pytest.raises(InputError, match="no such file"):
         image_to_mnist(tmp_path / "missing.png")
     big = Image.new("L", (8000, 6000), 255)  # 48 MP, compresses to a small file
@@ -94,12 +100,29 @@ def test_predict_images_cli(tiny_run, mnist, tmp_path, capsys):
     assert len(list(show.glob("*.seen.png"))) == 3
     assert main(["predict", str(run_dir), *paths, "--format", "csv"]) == 0
     rows = capsys.readouterr().out.strip().splitlines()
-    assert rows[0] == "file,label,probability" and len(rows) == 4
-    label, prob = rows[1].split(",")[1:]
-    assert label.isdigit() and 0 <= float(prob) <= 1
+    assert rows[0] == "file,label,probability,reason" and len(rows) == 4
+    label, prob, reason = rows[1].split(",")[1:]
+    assert label.isdigit() and 0 <= float(prob) <= 1 and reason == ""
     (tmp_path / "bad.png").write_bytes(b"nope")
     assert main(["predict", str(run_dir), str(tmp_path / "bad.png")]) == 2
     assert "bad.png" in capsys.readouterr().err
+
+    # No digit, no guess: a blank page and a one-colour picture are answered per image
+    Image.new("L", (60, 40), 250).save(tmp_path / "blank.png")
+    Image.new("RGB", (30, 30), (200, 40, 40)).save(tmp_path / "red.png")
+    blank, red = str(tmp_path / "blank.png"), str(tmp_path / "red.png")
+    assert main(["predict", str(run_dir), paths[0], blank, "--show", str(tmp_path / "s2")]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[0].startswith(paths[0]) and "%" in out[0]
+    assert out[1].startswith(f"{blank}: no digit found")
+    assert [p.name for p in (tmp_path / "s2").iterdir()] == ["digit0.seen.png"]
+    assert main(["predict", str(run_dir), blank, paths[1], "--format", "csv"]) == 0
+    rows = capsys.readouterr().out.strip().splitlines()
+    assert rows[0] == "file,label,probability,reason"
+    assert rows[1].startswith(f"{blank},,,no digit found") and rows[2].endswith(",")
+    assert rows[2].split(",")[1].isdigit()
+    assert main(["predict", str(run_dir), blank, red]) == 1  # none held a digit
+    assert capsys.readouterr().out.count("no digit found") == 2
 
 
 @pytest.mark.slow

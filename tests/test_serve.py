@@ -27,6 +27,19 @@ def check_prediction(body):
     assert body["top3"][0]["digit"] == body["label"] and len(body["top3"]) == 3
 
 
+def test_no_digit_is_an_answer_not_a_guess(client):
+    buf = io.BytesIO()
+    Image.new("L", (280, 280), 255).save(buf, "PNG")  # the empty canvas
+    r = client.post("/predict", content=buf.getvalue(), headers={"content-type": "image/png"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["label"] is None and "no digit found" in body["reason"] and body["top3"] == []
+    r = client.post("/predict", json={"pixels": [0] * 784})
+    assert r.status_code == 200 and r.json()["label"] is None
+    r = client.post("/predict", json={"pixels": [0] * 783 + [255]})  # one bright pixel is ink
+    assert r.status_code == 200 and r.json()["label"] is not None
+
+
 def test_healthz_and_page(client):
     assert client.get("/healthz").json()["status"] == "ok"
     page = client.get("/")

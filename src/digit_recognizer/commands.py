@@ -7,18 +7,21 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from .config import get_recipe
 from .demo import write_demo_data
 from .ensemble import base_config, is_ensemble, members, resume, train_members
 from .errors import InputError
 from .evaluate import evaluate_run, report_submission, score_submission
-from .images import load_digits, save_digit_png
+from .images import NoDigitFound, find_digits, save_digit_png
 from .pipeline import run
 from .predict import load_run, predict_csv, run_proba, top_k
 from .rundir import training_data_of
 from .serve import check_port_free, create_app, serve
 from .train import train
 
+EXIT_NO_DIGIT = 1  # predict on images: none of them held a digit
 log = functools.partial(print, flush=True)  # progress lines reach a pipe or log file at once
 
 
@@ -115,23 +118,30 @@ def cmd_predict(args) -> int:
 
 
 def predict_image_files(args) -> int:
-    digits = load_digits(args.inputs)  # every image is checked before the model loads
-    probabilities = run_proba(load_run(args.run_dir, args.tta), digits)
+    """One answer per image: its digit, or "no digit found" and why. Exit 0 if any image held
+    a digit, 1 if none did (the model is then not even loaded)."""
+    found = find_digits(args.inputs)  # every image is read and checked before the model loads
+    digits = [d for d in found if not isinstance(d, NoDigitFound)]
+    probabilities = iter(run_proba(load_run(args.run_dir, args.tta), np.stack(digits))
+                         if digits else [])
     if args.format == "csv":
-        print("file,label,probability")
-    shown = seen_names(args.inputs)
-    for path, pixels, probs, name in zip(args.inputs, digits, probabilities, shown):
-        best = top_k(probs)
+        print("file,label,probability,reason")
+    for path, digit, name in zip(args.inputs, found, seen_names(args.inputs)):
+        if isinstance(digit, NoDigitFound):
+            reason = digit.message.removeprefix("is blank: ")
+            print(f"{path},,,{reason}" if args.format == "csv" else f"{path}: {reason}")
+            continue
+        best = top_k(next(probabilities))
         if args.format == "csv":
-            print(f"{path},{best[0][0]},{best[0][1]:.6f}")
+            print(f"{path},{best[0][0]},{best[0][1]:.6f},")
         else:
             others = "  ".join(f"{d}: {p:.1%}" for d, p in best)
             print(f"{path}: {best[0][0]}   ({others})")
         if args.show:
-            save_digit_png(pixels, args.show / name)
-    if args.show:
+            save_digit_png(digit, args.show / name)
+    if args.show and digits:
         print(f"what the model saw: {args.show}/*.seen.png", file=sys.stderr)
-    return 0
+    return 0 if digits else EXIT_NO_DIGIT
 
 
 def seen_names(paths) -> list[str]:

@@ -20,6 +20,15 @@ MAX_FILE_BYTES = 20 * 1024 * 1024  # 20 MiB
 MAX_PIXELS = 40_000_000  # refuse decompression bombs well before Pillow's own limit
 DIGIT_BOX = 20  # px, the longer side of the digit inside the 28x28 frame
 FRAME = 28
+# No digit below this contrast between ink and background, in grey levels (0-255): an eighth of
+# full contrast. A blank page, a one-colour picture or a faint smudge is answered "no digit
+# found" instead of with a guess. (A picture with contrast but no digit in it is not detected.)
+MIN_INK_CONTRAST = 32
+
+
+class NoDigitFound(InputError):
+    """A readable image that holds no digit (blank, one colour, or too faint). Commands that
+    read several images answer it per image instead of failing."""
 
 
 def load_image(source, name: str | None = None) -> np.ndarray:
@@ -72,8 +81,10 @@ def to_mnist(grey: np.ndarray, name: str = "image") -> np.ndarray:
     background = float(np.median(border))
     ink = (background - grey) if background > 127.5 else (grey - background)
     ink = np.clip(ink, 0, None)
-    if ink.max() < 32:  # less than an eighth of full contrast anywhere: nothing drawn
-        raise InputError(name, "is blank: no digit found (no ink against the background)")
+    if ink.max() < MIN_INK_CONTRAST:
+        raise NoDigitFound(name, "is blank: no digit found (no ink against the background; "
+                                 f"the strongest contrast is {ink.max():.0f} of 255, "
+                                 f"below {MIN_INK_CONTRAST})")
     ink = ink * (255.0 / ink.max())
     # The digit's box is where ink reaches 15% of full contrast (paper texture and JPEG noise
     # do not count), but the faint anti-aliased edges inside it are kept, as in MNIST.
@@ -106,6 +117,18 @@ def image_to_mnist(source, name: str | None = None) -> np.ndarray:
     """An image file (path or bytes) -> uint8 (28, 28) the way MNIST digits look."""
     name = name or str(source)
     return to_mnist(load_image(source, name), name)
+
+
+def find_digits(paths) -> list[np.ndarray | NoDigitFound]:
+    """Each image file as a uint8 (28, 28) digit, or the NoDigitFound saying why there is none.
+    An unreadable file still raises (InputError)."""
+    found = []
+    for path in paths:
+        try:
+            found.append(image_to_mnist(path))
+        except NoDigitFound as e:
+            found.append(e)
+    return found
 
 
 def load_digits(paths) -> np.ndarray:

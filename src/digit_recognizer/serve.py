@@ -3,7 +3,8 @@
   GET  /          a page with a drawing canvas and live top-3 bars
   GET  /healthz   {"status": "ok", ...}
   POST /predict   an image upload (multipart field "file", or a raw image body), or JSON
-                  {"pixels": [784 values 0-255]} -> {"label", "probabilities", "top3"}
+                  {"pixels": [784 values 0-255]} -> {"label", "probabilities", "top3"};
+                  an image with no digit (blank, too faint) -> {"label": null, "reason"}
 The model is loaded once, at start-up.
 """
 
@@ -17,7 +18,7 @@ from importlib import resources
 import numpy as np
 
 from .errors import InputError
-from .images import image_to_mnist
+from .images import MIN_INK_CONTRAST, NoDigitFound, image_to_mnist
 from .predict import load_run, run_proba, top_k
 
 MAX_BODY_BYTES = 5 * 1024 * 1024  # 5 MiB: a drawing is a few KB, a phone photo a few MB
@@ -65,6 +66,9 @@ def create_app(run_dir):
                 digit = image_to_mnist(bytes(body), "upload")
             else:
                 return error(400, "empty request: send an image or JSON {\"pixels\": [...]}")
+        except NoDigitFound as e:  # a valid request: the answer is "no digit", not a guess
+            return {"label": None, "reason": e.message.removeprefix("is blank: "),
+                    "probabilities": None, "top3": [], "pixels": None}
         except InputError as e:
             return error(422, str(e))
         probabilities = run_proba(run, digit[None])[0]
@@ -90,6 +94,10 @@ def _pixels_from_json(body: bytes) -> np.ndarray:
         raise InputError("request", "pixels must all be numbers") from None
     if not np.isfinite(values).all() or values.min() < 0 or values.max() > 255:
         raise InputError("request", "pixels must be finite numbers in 0-255")
+    if values.max() - values.min() < MIN_INK_CONTRAST:
+        raise NoDigitFound("request", "is blank: no digit found (no ink: the pixels span "
+                                      f"{values.max() - values.min():.0f} of 255, below "
+                                      f"{MIN_INK_CONTRAST})")
     return np.rint(values).astype(np.uint8).reshape(28, 28)
 
 
