@@ -1,4 +1,5 @@
-"""Training: split, normalisation statistics, input pipeline, optimiser/schedule, Keras callbacks.
+"""Training: split, normalisation statistics, input pipeline, optimiser/schedule (callbacks.py
+holds the Keras callbacks).
 
 A run directory holds everything predict/evaluate need:
   model.keras   best epoch by validation accuracy (written atomically)
