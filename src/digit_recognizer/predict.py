@@ -29,7 +29,7 @@ class LoadedRun:
     model_paths: tuple[Path, ...]
     configs: tuple[dict, ...]  # each model's config.json
     ensemble: dict | None = None  # ensemble.json; None for a single model
-    tta: bool = False  # average over TTA_VIEWS views of each image
+    tta: bool = False  # average over tta_views() of each image (7 views)
 
     @property
     def is_ensemble(self) -> bool:
@@ -44,8 +44,7 @@ class LoadedRun:
         members'."""
         if not self.is_ensemble:
             return self.configs[0]
-        return {"ensemble": self.ensemble, "members": [info["config"] for info in self.configs],
-                "test_time_augmentation": self.tta}
+        return {"ensemble": self.ensemble, "members": [info["config"] for info in self.configs]}
 
 
 def load_run(run_dir, tta: bool = False) -> LoadedRun:
