@@ -128,8 +128,8 @@ def predict_image_files(args) -> int:
         print("file,label,probability,reason")
     for path, digit, name in zip(args.inputs, found, seen_names(args.inputs)):
         if isinstance(digit, NoDigitFound):
-            reason = digit.message.removeprefix("is blank: ")
-            print(f"{path},,,{reason}" if args.format == "csv" else f"{path}: {reason}")
+            print(f"{path},,,{digit.reason}" if args.format == "csv"
+                  else f"{path}: {digit.reason}")
             continue
         best = top_k(next(probabilities))
         if args.format == "csv":

@@ -28,7 +28,11 @@ MIN_INK_CONTRAST = 32
 
 class NoDigitFound(InputError):
     """A readable image that holds no digit (blank, one colour, or too faint). Commands that
-    read several images answer it per image instead of failing."""
+    read several images answer it per image instead of failing, with `reason`."""
+
+    def __init__(self, path, reason: str):
+        self.reason = reason  # "no digit found (...)": what a per-image answer says
+        super().__init__(path, f"is blank: {reason}")
 
 
 def load_image(source, name: str | None = None) -> np.ndarray:
@@ -82,9 +86,9 @@ def to_mnist(grey: np.ndarray, name: str = "image") -> np.ndarray:
     ink = (background - grey) if background > 127.5 else (grey - background)
     ink = np.clip(ink, 0, None)
     if ink.max() < MIN_INK_CONTRAST:
-        raise NoDigitFound(name, "is blank: no digit found (no ink against the background; "
-                                 f"the strongest contrast is {ink.max():.0f} of 255, "
-                                 f"below {MIN_INK_CONTRAST})")
+        raise NoDigitFound(name, "no digit found (no ink against the background; the "
+                                 f"strongest contrast is {ink.max():.0f} of 255, below "
+                                 f"{MIN_INK_CONTRAST})")
     ink = ink * (255.0 / ink.max())
     # The digit's box is where ink reaches 15% of full contrast (paper texture and JPEG noise
     # do not count), but the faint anti-aliased edges inside it are kept, as in MNIST.

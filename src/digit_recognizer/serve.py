@@ -67,7 +67,7 @@ def create_app(run_dir):
             else:
                 return error(400, "empty request: send an image or JSON {\"pixels\": [...]}")
         except NoDigitFound as e:  # a valid request: the answer is "no digit", not a guess
-            return {"label": None, "reason": e.message.removeprefix("is blank: "),
+            return {"label": None, "reason": e.reason,
                     "probabilities": None, "top3": [], "pixels": None}
         except InputError as e:
             return error(422, str(e))
@@ -95,7 +95,7 @@ def _pixels_from_json(body: bytes) -> np.ndarray:
     if not np.isfinite(values).all() or values.min() < 0 or values.max() > 255:
         raise InputError("request", "pixels must be finite numbers in 0-255")
     if values.max() - values.min() < MIN_INK_CONTRAST:
-        raise NoDigitFound("request", "is blank: no digit found (no ink: the pixels span "
+        raise NoDigitFound("request", "no digit found (no ink: the pixels span "
                                       f"{values.max() - values.min():.0f} of 255, below "
                                       f"{MIN_INK_CONTRAST})")
     return np.rint(values).astype(np.uint8).reshape(28, 28)
