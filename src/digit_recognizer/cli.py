@@ -16,8 +16,8 @@ import threading
 from pathlib import Path
 
 from . import __version__
-from .commands import (cmd_demo_data, cmd_evaluate, cmd_predict, cmd_run, cmd_score, cmd_serve,
-                       cmd_train)
+from .commands import (cmd_demo_data, cmd_evaluate, cmd_export, cmd_predict, cmd_run, cmd_score,
+                       cmd_serve, cmd_train)
 from .config import RECIPE_SUMMARIES, RECIPES
 from .errors import InputError, show_warnings_as_lines
 
@@ -69,6 +69,10 @@ def _examples(*lines: str) -> str:
 
 RECIPE_HELP = "recipes (measured on the project's 2-core machine):\n" + "\n".join(
     f"  {name:9s} {RECIPE_SUMMARIES.get(name, '')}" for name in RECIPES)
+
+
+RUN_OR_ONNX = ("a run directory from `digits train`, or a .onnx file from `digits export` "
+               "(runs on onnxruntime, without TensorFlow)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -146,10 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("predict", "predict a test CSV (-> Kaggle submission) or image files",
                 _examples("digits predict runs/default data/test.csv -o submission.csv",
-                          "digits predict runs/default photo.jpg drawing.png --show seen/"),
+                          "digits predict runs/default photo.jpg drawing.png --show seen/",
+                          "digits predict model.onnx data/test.csv   # no TensorFlow needed"),
                 description="Predict a test CSV in Kaggle's format and write a submission, "
                             "or read digits from images (PNG, JPEG; any size, either polarity)")
-    p.add_argument("run_dir", type=Path, metavar="RUN", help="a run directory from `digits train`")
+    p.add_argument("run_dir", type=Path, metavar="RUN", help=RUN_OR_ONNX)
     p.add_argument("inputs", type=Path, nargs="+", metavar="TEST_CSV|IMAGE",
                    help="one test CSV (pixel0..pixel783), or image files")
     p.add_argument("-o", "--output", type=Path,
@@ -174,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
                 _examples("digits evaluate runs/default data/test.csv --labels "
                           "data/test_labels.csv",
                           "digits evaluate runs/default labeled.csv --report rep/ --tta"))
-    p.add_argument("run_dir", type=Path, metavar="RUN", help="a run directory from `digits train`")
+    p.add_argument("run_dir", type=Path, metavar="RUN", help=RUN_OR_ONNX)
     p.add_argument("data_csv", type=Path, metavar="CSV",
                    help="labeled CSV (train.csv format), or a test CSV with --labels")
     p.add_argument("--labels", type=Path, metavar="ANSWERS",
@@ -187,11 +192,35 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("serve", "HTTP API and a drawing page for a trained run",
                 _examples("digits serve runs/default                # http://127.0.0.1:8000/",
                           "digits serve runs/default --port 8080"))
-    p.add_argument("run_dir", type=Path, metavar="RUN", help="a run directory from `digits train`")
+    p.add_argument("run_dir", type=Path, metavar="RUN", help=RUN_OR_ONNX)
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on; 127.0.0.1 is this machine only")
     p.add_argument("--port", type=int_at_least(1, 65535), default=8000, help="TCP port")
     p.set_defaults(func=cmd_serve)
+
+    p = command("export", "export a run as one file or folder to run without TensorFlow",
+                _examples("digits export runs/default -o model.onnx",
+                          "digits export runs/ens --tta -o ens-tta.onnx   # members and views "
+                          "in one graph",
+                          "digits export runs/default --format litert -o model.tflite",
+                          "digits export runs/default --format web -o site/   # then: python "
+                          "-m http.server -d site"),
+                description="Export a run (a single model or a whole ensemble) as one "
+                            "inference graph: raw pixels 0-255 in, probabilities out. 'onnx' "
+                            "runs with `digits predict/evaluate/serve model.onnx` on "
+                            "onnxruntime; 'web' is a static folder (drawing page, model, "
+                            "onnxruntime-web) that predicts in the browser.")
+    p.add_argument("run_dir", type=Path, metavar="RUN", help="a run directory from `digits train`")
+    p.add_argument("--format", choices=["onnx", "litert", "saved_model", "web"], default="onnx",
+                   help="onnx: a .onnx file; litert: a .tflite file; saved_model: a TensorFlow "
+                        "SavedModel folder; web: a static site folder")
+    p.add_argument("-o", "--output", type=Path, metavar="PATH",
+                   help="file or folder to write (default: model.onnx, model.tflite, "
+                        "saved_model/, site/)")
+    p.add_argument("--tta", action="store_true",
+                   help="average the 7 test-time views inside the graph (7x the inference "
+                        "time; about 15 MB more)")
+    p.set_defaults(func=cmd_export)
 
     p = command("run", "the main job: data, train, predict, submission, score, report",
                 _examples("digits run                                # demo data in data/",

@@ -14,6 +14,7 @@ from .demo import write_demo_data
 from .ensemble import base_config, is_ensemble, members, resume, train_members
 from .errors import InputError
 from .evaluate import evaluate_run, report_submission, score_submission
+from .export import export_run
 from .images import NoDigitFound, find_digits, save_digit_png
 from .pipeline import run
 from .predict import load_run, predict_csv, run_proba, top_k
@@ -233,4 +234,18 @@ def cmd_serve(args) -> int:
     app = create_app(args.run_dir)  # loads the run: a bad one fails before any announcement
     log(f"serving {args.run_dir} on http://{args.host}:{args.port}/ (Ctrl-C stops)")
     serve(app, host=args.host, port=args.port)
+    return 0
+
+
+def cmd_export(args) -> int:
+    exported = export_run(args.run_dir, args.format, args.output, tta=args.tta)
+    what = (f"an ensemble of {exported.members}" if exported.members > 1 else "one model") + (
+        ", 7 TTA views" if exported.tta else "")
+    checked = (f"; matches Keras within {exported.max_difference:.1e}"
+               if exported.max_difference is not None else "")
+    print(f"wrote {exported.path} ({exported.format}, {exported.size_bytes / 2**20:.1f} MiB, "
+          f"{what}{checked})")
+    if args.format == "web":
+        print(f"serve it with any static file server, e.g. python -m http.server -d "
+              f"{exported.path}")
     return 0

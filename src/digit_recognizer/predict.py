@@ -12,6 +12,7 @@ from tqdm import tqdm
 from .data import iter_test_chunks, to_inputs, write_submission
 from .errors import InputError
 from .images import load_digits
+from .onnx_model import is_onnx_file, load_onnx
 from .rundir import (CONFIG_FILE, ENSEMBLE_FILE, MODEL_FILE, check_run_dir, is_ensemble, members,
                      read_run_json)
 
@@ -24,10 +25,10 @@ class LoadedRun:
     """A trained run: one model, or an ensemble's usable members (their probabilities are
     averaged), and how it predicts: with test-time augmentation or not, decided once, here,
     so every probability and every report made from this run agree on it."""
-    run_dir: Path
-    models: tuple  # keras.Model, one per member
+    run_dir: Path  # the run directory, or the exported .onnx file
+    models: tuple  # one per member: keras.Model, or one onnx_model.OnnxModel for a whole export
     model_paths: tuple[Path, ...]
-    configs: tuple[dict, ...]  # each model's config.json
+    configs: tuple[dict, ...]  # each member's config.json
     ensemble: dict | None = None  # ensemble.json; None for a single model
     tta: bool = False  # average over tta_views() of each image (7 views)
 
@@ -36,20 +37,29 @@ class LoadedRun:
         return self.ensemble is not None
 
     @property
+    def n_members(self) -> int:
+        return len(self.configs) or len(self.models)
+
+    @property
     def recipes(self) -> list[str]:
         return sorted({info["config"]["recipe"] for info in self.configs})
 
     def describe(self) -> dict:
         """The run's configuration for a report: config.json's, or the ensemble's and its
         members'."""
+        if not self.configs:  # an .onnx file made elsewhere, without our metadata
+            return {"model": str(self.run_dir)}
         if not self.is_ensemble:
             return self.configs[0]
         return {"ensemble": self.ensemble, "members": [info["config"] for info in self.configs]}
 
 
 def load_run(run_dir, tta: bool = False) -> LoadedRun:
-    """Load a run directory: a single model, or every completed member of an ensemble.
-    `tta`: its predictions average the test-time augmented views (7x the inference time)."""
+    """Load a run directory (a single model, or every completed member of an ensemble), or a
+    model exported to ONNX (run by onnxruntime, without TensorFlow). `tta`: predictions average
+    the test-time augmented views (7x the inference time)."""
+    if is_onnx_file(run_dir):
+        return load_exported(run_dir, tta)
     run_dir = check_run_dir(run_dir)
     if not is_ensemble(run_dir):
         model, info = load_model_dir(run_dir)
@@ -63,6 +73,18 @@ def load_run(run_dir, tta: bool = False) -> LoadedRun:
     return LoadedRun(run_dir, tuple(model for model, _ in loaded),
                      tuple(m.run_dir / MODEL_FILE for m in usable),
                      tuple(info for _, info in loaded), ensemble, tta)
+
+
+def load_exported(path, tta: bool = False) -> LoadedRun:
+    """An .onnx file from `digits export`: one graph, already averaging an ensemble's members
+    (and the TTA views, if it was exported with --tta)."""
+    model = load_onnx(path)
+    if tta and model.has_tta:
+        raise InputError(path, "already averages the test-time augmented views (exported "
+                               "with --tta); drop --tta")
+    info = model.info
+    return LoadedRun(Path(path), (model,), (Path(path),), tuple(info.get("members", [])),
+                     info.get("ensemble"), tta)
 
 
 def load_model_dir(run_dir: Path) -> tuple[object, dict]:

@@ -43,7 +43,7 @@ def create_app(run_dir):
     @app.get("/healthz")
     def healthz():
         return {"status": "ok", "model": str(run.run_dir),
-                "recipe": ", ".join(run.recipes), "members": len(run.models)}
+                "recipe": ", ".join(run.recipes), "members": run.n_members}
 
     @app.post("/predict")
     async def predict(request: Request):

@@ -1,0 +1,82 @@
+"""The exported ONNX model file (`digits export RUN --format onnx`), read with onnxruntime.
+
+One file holds the whole predictor: raw pixels in (float32 (n, 28, 28, 1), 0-255, as for
+model.keras), class probabilities out (float32 (n, 10)); an ensemble's members (and the TTA
+views, if exported with --tta) are averaged inside the graph. What it was made from (the run's
+config.json files, its training data, whether TTA is inside) travels in the model's metadata
+under METADATA_KEY, so `predict`, `evaluate` and `serve` need nothing else.
+
+This module imports neither TensorFlow nor Keras: inference from an .onnx file needs only
+onnxruntime (the package's base install).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+
+SUFFIX = ".onnx"
+INPUT_NAME = "pixels"
+OUTPUT_NAME = "probabilities"
+METADATA_KEY = "digit_recognizer"
+MAX_FILE_BYTES = 512 * 2**20  # 512 MiB: an ensemble of 100 best-recipe nets is ~70 MiB
+
+
+def is_onnx_file(path) -> bool:
+    return Path(path).suffix.lower() == SUFFIX
+
+
+class OnnxModel:
+    """An exported model, with the one method inference needs from a model
+    (`predict_on_batch`, as keras.Model has), and what the export recorded (`info`)."""
+
+    def __init__(self, path: Path, session, info: dict):
+        self.path = path
+        self.session = session
+        self.info = info
+
+    def predict_on_batch(self, x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=np.float32).reshape(-1, 28, 28, 1)
+        return self.session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+
+    @property
+    def has_tta(self) -> bool:
+        return bool(self.info.get("tta"))
+
+
+def load_onnx(path) -> OnnxModel:
+    """Open an exported .onnx file for inference; a missing, foreign or broken file is an
+    InputError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "no such file (make one with `digits export RUN -o "
+                               f"{path.name}`)")
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise InputError(path, f"is larger than {MAX_FILE_BYTES // 2**20} MiB")
+    try:
+        import onnxruntime as ort
+    except ImportError as e:
+        raise InputError(path, "needs onnxruntime (pip install onnxruntime)") from e
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only: onnxruntime's warnings are not the user's
+    try:
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own Fail/InvalidProtobuf/... types
+        first = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        raise InputError(path, f"is not a readable ONNX model ({first})") from e
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if ([i.name for i in inputs] != [INPUT_NAME] or [o.name for o in outputs] != [OUTPUT_NAME]
+            or list(inputs[0].shape[1:]) != [28, 28, 1] or outputs[0].shape[-1] != 10):
+        raise InputError(path, "is not a digit model exported by `digits export` (expected "
+                               f"input '{INPUT_NAME}' (n, 28, 28, 1) and output '{OUTPUT_NAME}' "
+                               "(n, 10))")
+    raw = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+    try:
+        info = json.loads(raw) if raw else {}
+    except json.JSONDecodeError as e:
+        raise InputError(path, f"has unreadable '{METADATA_KEY}' metadata ({e})") from e
+    return OnnxModel(path, session, info)

@@ -1,0 +1,113 @@
+// The drawing page's answers computed in the browser, for `digits export --format web`:
+// the canvas -> MNIST-style 28x28 digit (images.to_mnist, ported line by line) -> model.onnx
+// on onnxruntime-web (WebAssembly, files in ort/; nothing is fetched from elsewhere).
+"use strict";
+
+const MIN_INK_CONTRAST = 32;  // grey levels; written by `digits export` from images.py
+const DIGIT_BOX = 20, FRAME = 28;
+
+ort.env.wasm.wasmPaths = new URL("ort/", document.baseURI).href;  // this folder, never a CDN
+ort.env.wasm.numThreads = 1;      // threads need cross-origin isolation a plain server lacks
+const session = ort.InferenceSession.create("model.onnx", {executionProviders: ["wasm"]});
+
+// Pillow's separable resampling (precompute_coeffs in Resample.c): box when shrinking,
+// bilinear when enlarging, as images.to_mnist asks of Pillow.
+const FILTERS = {box: [0.5, x => (x > -0.5 && x <= 0.5 ? 1 : 0)],
+                 bilinear: [1.0, x => Math.max(0, 1 - Math.abs(x))]};
+
+function coefficients(inSize, outSize, kind) {
+  const [support0, filter] = FILTERS[kind];
+  const scale = inSize / outSize, filterScale = Math.max(scale, 1), support = support0 * filterScale;
+  return Array.from({length: outSize}, (_, i) => {
+    const center = (i + 0.5) * scale;
+    const lo = Math.max(0, Math.trunc(center - support + 0.5));
+    const hi = Math.min(inSize, Math.trunc(center + support + 0.5));
+    const weights = [];
+    for (let x = lo; x < hi; x++) weights.push(filter((x - center + 0.5) / filterScale));
+    const sum = weights.reduce((a, b) => a + b, 0);
+    return [lo, weights.map(w => (sum ? w / sum : 0))];
+  });
+}
+
+function resize(src, w, h, outW, outH, kind) {
+  let cur = src, cw = w;
+  if (outW !== w) {  // horizontal pass first, as Pillow does
+    const k = coefficients(w, outW, kind), out = new Float64Array(outW * h);
+    for (let y = 0; y < h; y++)
+      k.forEach(([lo, ws], x) => { let s = 0; ws.forEach((wt, j) => { s += wt * cur[y * cw + lo + j]; }); out[y * outW + x] = s; });
+    cur = out; cw = outW;
+  }
+  if (outH !== h) {
+    const k = coefficients(h, outH, kind), out = new Float64Array(cw * outH);
+    k.forEach(([lo, ws], y) => {
+      for (let x = 0; x < cw; x++) { let s = 0; ws.forEach((wt, j) => { s += wt * cur[(lo + j) * cw + x]; }); out[y * cw + x] = s; }
+    });
+    cur = out;
+  }
+  return cur;
+}
+
+function median(values) {
+  const v = Float64Array.from(values).sort(), n = v.length;
+  return n % 2 ? v[(n - 1) / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+function roundHalfEven(x) {  // Python's round()
+  const r = Math.round(x);
+  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+// grey levels (w*h, 0-255) -> {pixels: Uint8Array(784)} or {reason}
+function toMnist(grey, w, h) {
+  const border = [];
+  for (let x = 0; x < w; x++) border.push(grey[x], grey[(h - 1) * w + x]);
+  for (let y = 0; y < h; y++) border.push(grey[y * w], grey[y * w + w - 1]);
+  const background = median(border);
+  const ink = new Float64Array(w * h);
+  let strongest = 0;
+  for (let i = 0; i < ink.length; i++) {
+    ink[i] = Math.max(0, background > 127.5 ? background - grey[i] : grey[i] - background);
+    strongest = Math.max(strongest, ink[i]);
+  }
+  if (strongest < MIN_INK_CONTRAST)
+    return {reason: `no digit found (no ink against the background; the strongest contrast is ` +
+                    `${Math.round(strongest)} of 255, below ${MIN_INK_CONTRAST})`};
+  let top = h, bottom = -1, left = w, right = -1;
+  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) {
+    const i = y * w + x;
+    ink[i] *= 255 / strongest;
+    if (ink[i] >= 0.15 * 255) { top = Math.min(top, y); bottom = y; left = Math.min(left, x); right = Math.max(right, x); }
+    if (ink[i] < 0.05 * 255) ink[i] = 0;
+  }
+  const ch = bottom - top + 1, cw = right - left + 1, crop = new Float64Array(ch * cw);
+  for (let y = 0; y < ch; y++) for (let x = 0; x < cw; x++) crop[y * cw + x] = ink[(top + y) * w + left + x];
+  const scale = DIGIT_BOX / Math.max(ch, cw);
+  const sw = Math.max(1, roundHalfEven(cw * scale)), sh = Math.max(1, roundHalfEven(ch * scale));
+  const small = resize(crop, cw, ch, sw, sh, scale < 1 ? "box" : "bilinear").map(v => Math.min(255, Math.max(0, v)));
+  let total = 0, sy = 0, sx = 0;
+  for (let y = 0; y < sh; y++) for (let x = 0; x < sw; x++) { const v = small[y * sw + x]; total += v; sy += y * v; sx += x * v; }
+  const clamp = (v, hi) => Math.min(Math.max(v, 0), hi);
+  const t = clamp(roundHalfEven(FRAME / 2 - 0.5 - sy / total), FRAME - sh);
+  const l = clamp(roundHalfEven(FRAME / 2 - 0.5 - sx / total), FRAME - sw);
+  const pixels = new Uint8Array(FRAME * FRAME);
+  for (let y = 0; y < sh; y++) for (let x = 0; x < sw; x++) pixels[(t + y) * FRAME + l + x] = roundHalfEven(small[y * sw + x]);
+  return {pixels};
+}
+
+// The page's answer for a canvas, in the shape POST /predict answers with.
+window.localAnswer = async function (canvas) {
+  const {width: w, height: h} = canvas;
+  const rgba = canvas.getContext("2d").getImageData(0, 0, w, h).data, grey = new Float64Array(w * h);
+  for (let i = 0; i < grey.length; i++) {  // Pillow's convert("L") of the page's opaque canvas
+    grey[i] = (rgba[4 * i] * 19595 + rgba[4 * i + 1] * 38470 + rgba[4 * i + 2] * 7471 + 0x8000) >> 16;
+  }
+  const digit = toMnist(grey, w, h);
+  if (!digit.pixels) return {label: null, reason: digit.reason, top3: [], pixels: null};
+  const input = new ort.Tensor("float32", Float32Array.from(digit.pixels), [1, FRAME, FRAME, 1]);
+  const output = await (await session).run({pixels: input});
+  const probabilities = Array.from(output.probabilities.data);
+  const order = probabilities.map((p, d) => [p, d]).sort((a, b) => b[0] - a[0] || a[1] - b[1]);
+  return {label: order[0][1], probabilities, pixels: Array.from(digit.pixels),
+          top3: order.slice(0, 3).map(([probability, digit]) => ({digit, probability}))};
+};
+window.localModelReady = session.then(() => true);
