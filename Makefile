@@ -14,7 +14,7 @@ ORT_WEB_VERSION := 1.30.0
 ORT_WEB_DIR := src/digit_recognizer/static/ort
 ORT_WEB := $(ORT_WEB_DIR)/.version-$(ORT_WEB_VERSION)
 
-.PHONY: run test test-fast bench bench-quick browser web-runtime clean
+.PHONY: run test test-fast bench bench-quick bench-export browser web-runtime clean
 
 $(STAMP): pyproject.toml $(ORT_WEB)
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,11 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench.py
+	$(BIN)/python bench/export.py
+
+# exports (ONNX, LiteRT, web) against Keras: held-out agreement, cold `digits predict` times
+bench-export: $(STAMP)
+	$(BIN)/python bench/export.py
 
 # quick and default over 3 seeds beside the keras-io baseline, and `digits run` end to end for
 # each (about 10 minutes on 2 cores).

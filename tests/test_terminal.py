@@ -55,11 +55,13 @@ def bad_files(tmp_path_factory):
     (d / "test.csv").write_text(",".join(f"pixel{i}" for i in range(784)) + "\n1,2\n")
     (d / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     (d / "answers.csv").write_text("ImageId,Label\n1,7\n")
+    (d / "broken.onnx").write_bytes(b"not a model")
     return d
 
 
 @pytest.mark.parametrize("command", ["train", "train-ensemble", "predict", "predict-image",
-                                     "evaluate", "run"])
+                                     "evaluate", "run", "export", "export-target",
+                                     "predict-onnx"])
 def test_rejected_input_is_one_line_before_tensorflow(command, bad_files, tiny_run, tmp_path):
     run_dir = tiny_run[0]
     args = {
@@ -70,6 +72,9 @@ def test_rejected_input_is_one_line_before_tensorflow(command, bad_files, tiny_r
         "predict-image": ["predict", run_dir, bad_files / "broken.png"],
         "evaluate": ["evaluate", run_dir, bad_files / "train.csv"],
         "run": ["run", "--data", tmp_path / "no-such-dir", "--run-dir", tmp_path / "r"],
+        "export": ["export", tmp_path / "no-such-run", "-o", tmp_path / "s.csv.onnx"],
+        "export-target": ["export", run_dir, "-o", tmp_path / "s.csv"],  # not .onnx
+        "predict-onnx": ["predict", bad_files / "broken.onnx", bad_files / "test.csv"],
     }[command]
     out, imported = probe(*args)
     assert out.returncode == 2, out.stderr
