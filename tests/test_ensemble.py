@@ -188,7 +188,7 @@ def test_resume_finishes_an_ensembles_interrupted_member(ensemble_run, small_dem
     assert [m.status for m in members(run_dir)] == ["complete"] * 3
     assert len(load_run(run_dir).models) == 3
     out = digits("train", "--resume", run_dir)
-    assert out.returncode == 2 and "no interrupted member" in out.stderr
+    assert out.returncode == 2 and "no interrupted or queued member" in out.stderr
 
 
 def test_pipeline_trains_and_scores_an_ensemble(small_demo, tmp_path):

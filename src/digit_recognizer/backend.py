@@ -73,3 +73,18 @@ def _import_keras_quietly():
 
 
 keras = _import_keras()
+
+
+def limit_threads(threads: int) -> None:
+    """Size the backend's thread pools to `threads` (a process sharing the machine with other
+    members or trials, or a Ray task given `num_cpus`: the backend ignores such allotments
+    unless told). Call before the first computation."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    elif keras.backend.backend() == "torch":
+        import torch
+
+        torch.set_num_threads(threads)

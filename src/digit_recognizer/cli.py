@@ -16,8 +16,8 @@ import threading
 from pathlib import Path
 
 from . import __version__
-from .commands import (cmd_demo_data, cmd_evaluate, cmd_export, cmd_predict, cmd_run, cmd_score,
-                       cmd_serve, cmd_train)
+from .commands import (cmd_demo_data, cmd_evaluate, cmd_export, cmd_info, cmd_predict, cmd_run,
+                       cmd_score, cmd_serve, cmd_sweep, cmd_train)
 from .config import RECIPE_SUMMARIES, RECIPES
 from .errors import InputError, show_warnings_as_lines
 
@@ -50,6 +50,13 @@ def fraction_below_one(text: str) -> float:
     if not 0.0 <= value < 1.0:
         raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, not {text}")
     return value
+
+
+def recipe_name_or_file(text: str) -> str:
+    if text in RECIPES or text.lower().endswith(".json"):
+        return text  # a file is read (and checked) with the rest of the input
+    raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from "
+                                     f"{', '.join(RECIPES)}, or give a recipe .json file)")
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -93,8 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     def training_options(p):
-        p.add_argument("--recipe", choices=sorted(RECIPES),
-                       help="named configuration, see below (default: 'default')")
+        p.add_argument("--recipe", type=recipe_name_or_file, metavar="NAME|FILE.json",
+                       help=f"named configuration ({', '.join(RECIPES)}; see below) or a recipe "
+                            "file such as a sweep's best-recipe.json (default: 'default')")
         p.add_argument("--epochs", type=int_at_least(1), metavar="N",
                        help="override the recipe's epochs")
         p.add_argument("--batch-size", type=int_at_least(1), metavar="N",
@@ -111,6 +119,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--jobs", type=int_at_least(1), default=1, metavar="J",
                        help="ensembles: train J members at a time, each in its own process "
                             "with cores/J threads")
+
+    def ray_options(p):
+        p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                       help="ensembles: train each member as a Ray task; alone, on a local Ray "
+                            "started on this machine; with HOST:PORT (or RAY_ADDRESS set), on "
+                            "that cluster")
+        p.add_argument("--cpus-per-member", type=int_at_least(1), default=1, metavar="C",
+                       help="with --ray: CPUs each member asks Ray for (its thread count)")
 
     def tta_option(p):
         p.add_argument("--tta", action="store_true",
@@ -134,7 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "digits train data/train.csv --run-dir runs/ens --recipe best "
                           "--ensemble 4 --jobs 2",
                           "digits train --run-dir runs/ens --add-members 2",
-                          "digits train --resume runs/mine") + "\n\n" + RECIPE_HELP)
+                          "digits train --resume runs/mine",
+                          "digits train data/train.csv --run-dir runs/ens --ensemble 8 --ray "
+                          "head-node:6379") + "\n\n" + RECIPE_HELP)
     p.add_argument("train_csv", type=Path, nargs="?", metavar="TRAIN_CSV",
                    help="labeled CSV in Kaggle's train.csv format (.csv or .csv.gz)")
     p.add_argument("--run-dir", type=Path, metavar="RUN",
@@ -146,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train K more members into the ensemble RUN (its data and member 1's "
                         "recipe unless given)")
     training_options(p)
+    ray_options(p)
     p.set_defaults(func=cmd_train)
 
     p = command("predict", "predict a test CSV (-> Kaggle submission) or image files",
@@ -197,6 +216,44 @@ def build_parser() -> argparse.ArgumentParser:
                    help="address to listen on; 127.0.0.1 is this machine only")
     p.add_argument("--port", type=int_at_least(1, 65535), default=8000, help="TCP port")
     p.set_defaults(func=cmd_serve)
+
+    p = command("sweep", "search recipe settings by k-fold cross-validation, on Ray Tune",
+                _examples("digits sweep data/train.csv --run-dir sweeps/quick --trials 12",
+                          "digits sweep data/train.csv --run-dir sweeps/s --recipe default "
+                          "--space space.json --folds 5 --ray head-node:6379",
+                          "digits train data/train.csv --run-dir runs/tuned --recipe "
+                          "sweeps/quick/best-recipe.json"),
+                description="Try variants of a recipe (fields drawn from a search space by "
+                            "Optuna), score each by k-fold cross-validation on the training "
+                            "file only, stop the weak ones after their first folds (ASHA), and "
+                            "write DIR/results.csv, DIR/sweep.png and DIR/best-recipe.json. "
+                            "Runs on a local Ray unless --ray ADDRESS names a cluster.")
+    p.add_argument("train_csv", type=Path, metavar="TRAIN_CSV", help="labeled CSV")
+    p.add_argument("--run-dir", type=Path, required=True, metavar="DIR",
+                   help="folder for results.csv, sweep.png, best-recipe.json and tune/")
+    p.add_argument("--recipe", type=recipe_name_or_file, default="quick",
+                   metavar="NAME|FILE.json", help="the recipe whose fields are varied")
+    p.add_argument("--trials", type=int_at_least(1), default=8, metavar="N",
+                   help="variants to try")
+    p.add_argument("--space", type=Path, metavar="FILE",
+                   help='search space, JSON or YAML: {"width": {"choice": [16, 32]}, '
+                        '"learning_rate": {"loguniform": [0.001, 0.01]}, ...} (default: '
+                        "learning_rate, width, dropout, label_smoothing, batch_size)")
+    p.add_argument("--folds", type=int_at_least(2), default=3, metavar="K",
+                   help="cross-validation folds per trial")
+    p.add_argument("--epochs", type=int_at_least(1), metavar="E",
+                   help="epochs per fold (default: the recipe's)")
+    p.add_argument("--seed", type=int_at_least(0), default=0,
+                   help="seed of the folds and of Optuna's proposals")
+    p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                   help="a Ray cluster's HOST:PORT (or RAY_ADDRESS); default: a local Ray")
+    p.add_argument("--cpus-per-trial", type=int_at_least(1), default=1, metavar="C",
+                   help="CPUs each trial asks Ray for (its thread count)")
+    p.set_defaults(func=cmd_sweep)
+
+    p = command("info", "versions, CPU, threads and the devices training would use",
+                _examples("digits info"))
+    p.set_defaults(func=cmd_info)
 
     p = command("export", "export a run as one file or folder to run without TensorFlow",
                 _examples("digits export runs/default -o model.onnx",

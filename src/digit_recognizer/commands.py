@@ -9,7 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .cluster import train_members_on_ray
 from .config import get_recipe
+from .info import machine_info
+from .sweep import load_space, run_sweep
 from .demo import write_demo_data
 from .ensemble import base_config, is_ensemble, members, resume, train_members
 from .errors import InputError
@@ -47,7 +50,8 @@ def cmd_train(args) -> int:
         if args.train_csv or args.run_dir or args.ensemble or args.add_members:
             args.parser.error("--resume RUN takes no TRAIN_CSV, --run-dir, --ensemble or "
                               "--add-members")
-        for result in resume(args.resume):
+        for result in resume(args.resume, ray_address=args.ray or None,
+                             use_ray=args.ray is not None, cpus=args.cpus_per_member, log=log):
             print_result(result)
         return 0
     if not args.run_dir:
@@ -56,8 +60,9 @@ def cmd_train(args) -> int:
         args.parser.error("give --ensemble N (a new ensemble) or --add-members K, not both")
     if args.ensemble or args.add_members:
         return train_ensemble_members(args)
-    if args.jobs > 1:
-        args.parser.error("--jobs J trains ensemble members; add --ensemble N")
+    if args.jobs > 1 or args.ray is not None:
+        args.parser.error(f"{'--jobs J' if args.jobs > 1 else '--ray'} trains ensemble members; "
+                          "add --ensemble N")
     if not args.train_csv:
         args.parser.error("needs TRAIN_CSV and --run-dir RUN (or --resume RUN)")
     print_result(train(_config_from_args(args), args.train_csv, args.run_dir))
@@ -88,7 +93,14 @@ def train_ensemble_members(args) -> int:
         config = _config_from_args(args, base_config(args.run_dir))
         train_csv = args.train_csv or training_data_of(args.run_dir)["train_csv"]
         count = args.add_members
-    added = train_members(config, train_csv, args.run_dir, count, jobs=args.jobs, log=log)
+    if args.ray is not None:
+        if args.jobs > 1:
+            args.parser.error("--jobs J runs members as local processes; with --ray, Ray "
+                              "places them (--cpus-per-member C sets each one's share)")
+        added = train_members_on_ray(config, train_csv, args.run_dir, count,
+                                     address=args.ray or None, cpus=args.cpus_per_member, log=log)
+    else:
+        added = train_members(config, train_csv, args.run_dir, count, jobs=args.jobs, log=log)
     for m in added:
         validation = (f"validation {m.best_val_accuracy:.4f}" if m.best_val_accuracy is not None
                       else "no validation split")
@@ -248,4 +260,39 @@ def cmd_export(args) -> int:
     if args.format == "web":
         print(f"serve it with any static file server, e.g. python -m http.server -d "
               f"{exported.path}")
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    space = load_space(args.space) if args.space else None  # checked before Ray starts
+    result = run_sweep(get_recipe(args.recipe), args.train_csv, args.run_dir, args.trials,
+                       space=space, folds=args.folds, epochs=args.epochs,
+                       address=args.ray or None, cpus=args.cpus_per_trial, seed=args.seed,
+                       log=log)
+    ranked = sorted((t for t in result.trials if t["cv_accuracy"] is not None),
+                    key=lambda t: -t["cv_accuracy"])
+    fields = [k for k in result.trials[0] if k not in ("trial", "cv_accuracy", "folds_done",
+                                                         "stopped_early", "seconds", "error")]
+    print(f"\n{'trial':>5}  {'CV acc.':>8}  {'folds':>5}  {'seconds':>7}  " + "  ".join(fields))
+    for t in ranked[:10]:
+        values = "  ".join(f"{t[k]:.4g}" if isinstance(t[k], float) else str(t[k])
+                           for k in fields)
+        print(f"{t['trial']:>5}  {t['cv_accuracy']:>8.4f}  {t['folds_done']:>5}  "
+              f"{t['seconds']:>7.1f}  {values}")
+    failed = [t for t in result.trials if t["error"]]
+    if failed:
+        print(f"{len(failed)} trial(s) failed, e.g.: {failed[0]['error']}")
+    print(f"results      {result.out_dir}/results.csv, sweep.png")
+    if result.best is None:
+        print("best recipe  none: no trial ran every fold")
+        return 1
+    print(f"best recipe  {result.out_dir}/best-recipe.json (trial {result.best['trial']}, "
+          f"{args.folds}-fold CV accuracy {result.best['cv_accuracy']:.4f}); train it with "
+          f"`digits train TRAIN_CSV --run-dir RUN --recipe {result.out_dir}/best-recipe.json`")
+    return 0
+
+
+def cmd_info(args) -> int:
+    for key, value in machine_info().items():
+        print(f"{key:14s} {value}")
     return 0

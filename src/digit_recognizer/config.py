@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 
 
@@ -93,7 +94,46 @@ RECIPE_SUMMARIES: dict[str, str] = {
 
 
 def get_recipe(name: str) -> Config:
+    """A named recipe, or a recipe file (`*.json`, e.g. a sweep's best-recipe.json)."""
+    if str(name).lower().endswith(".json"):
+        return load_recipe_file(name)
     try:
         return RECIPES[name]
     except KeyError:
-        raise ValueError(f"unknown recipe {name!r}; choose from {', '.join(RECIPES)}") from None
+        raise ValueError(f"unknown recipe {name!r}; choose from {', '.join(RECIPES)} "
+                         "or give a recipe .json file") from None
+
+
+# Keys a recipe file may carry besides Config's fields (what made it: `digits sweep`).
+RECIPE_FILE_NOTES = ("sweep",)
+
+
+def load_recipe_file(path) -> Config:
+    """A recipe file: a JSON object of Config fields (missing ones take the defaults); an
+    unknown field or a wrong type is an InputError naming the file."""
+    from .errors import InputError
+    from .files import read_json
+
+    if not os.path.isfile(path):
+        raise InputError(path, "no such recipe file")
+    fields = {f.name: f for f in dataclasses.fields(Config)}
+    values = read_json(path)
+    if not isinstance(values, dict):
+        raise InputError(path, "is not a recipe: expected a JSON object of config fields")
+    unknown = sorted(set(values) - set(fields) - set(RECIPE_FILE_NOTES))
+    if unknown:
+        raise InputError(path, f"has unknown field(s) {', '.join(unknown)}; known: "
+                               f"{', '.join(fields)}")
+    default = Config()
+    for name, value in values.items():
+        if name in fields:
+            expected = type(getattr(default, name))
+            ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+                  if expected is float else
+                  isinstance(value, expected) and (expected is bool or not isinstance(value, bool)))
+            if not ok:
+                raise InputError(path, f"field '{name}' should be {expected.__name__}, not "
+                                       f"{value!r}")
+    config = Config.from_dict(values)
+    return dataclasses.replace(config, **{k: float(getattr(config, k)) for k in fields
+                                          if isinstance(getattr(default, k), float)})

@@ -19,8 +19,9 @@ import time
 from .config import Config
 from .data import DigitsData, load_train_csv
 from .errors import InputError, show_warnings_as_lines
-from .rundir import BACKUP_DIR, Member, claim_member_dir, init_ensemble, is_ensemble, members
-from .train import check_enough_rows, resume_training, train
+from .rundir import (BACKUP_DIR, Member, claim_member_dir, init_ensemble, is_ensemble, members,
+                     training_data_of)
+from .train import check_enough_rows, result_of, resume_training, train
 
 
 def train_member(config: Config, data: DigitsData | str | os.PathLike, run_dir,
@@ -118,16 +119,34 @@ def _minutes(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
 
-def resume(run_dir, verbose: int | str = "auto") -> list:
+def resume(run_dir, verbose: int | str = "auto", ray_address: str | None = None,
+           use_ray: bool = False, cpus: int = 1, log=None) -> list:
     """Continue training: a single run from its last completed epoch; an ensemble, each member
-    that was interrupted. Returns the TrainResults."""
+    that was interrupted (from its last epoch, here), and each member still queued by a Ray
+    run that stopped (from the start: on Ray with `use_ray`, else here). Returns the
+    TrainResults."""
     if not is_ensemble(run_dir):
         return [resume_training(run_dir, verbose=verbose)]
     stopped = [m for m in members(run_dir)
-               if m.status != "complete" and (m.run_dir / BACKUP_DIR).is_dir()]
-    if not stopped:
-        raise InputError(run_dir, "has no interrupted member to resume")
-    return [resume_training(m.run_dir, verbose=verbose) for m in stopped]
+               if m.status not in ("complete", "queued") and (m.run_dir / BACKUP_DIR).is_dir()]
+    queued = [m for m in members(run_dir) if m.status == "queued"]
+    if not stopped and not queued:
+        raise InputError(run_dir, "has no interrupted or queued member to resume")
+    results = [resume_training(m.run_dir, verbose=verbose) for m in stopped]
+    if queued:
+        trained_on = training_data_of(run_dir)
+        data = load_train_csv(trained_on["train_csv"])
+        if data.sha256 != trained_on["sha256"]:
+            raise InputError(data.path, "changed since the ensemble started (sha256 differs)")
+        if use_ray:
+            from .cluster import connect, train_slots_on_ray
+
+            train_slots_on_ray(connect(ray_address), data, [m.run_dir for m in queued], cpus,
+                               log)
+            results += [result_of(m.run_dir) for m in queued]
+        else:
+            results += [train(m.config, data, m.run_dir, verbose=verbose) for m in queued]
+    return results
 
 
 def _train_in_processes(config: Config, train_csv, run_dir, count: int, jobs: int,
@@ -165,16 +184,8 @@ def _train_in_processes(config: Config, train_csv, run_dir, count: int, jobs: in
 
 def _member_process(config: dict, train_csv: str, run_dir: str, threads: int, log) -> None:
     """Entry point of a member's process: limit threads before the backend starts, train."""
-    from .backend import keras
+    from .backend import limit_threads
 
     show_warnings_as_lines()
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-    elif keras.backend.backend() == "torch":
-        import torch
-
-        torch.set_num_threads(threads)
+    limit_threads(threads)
     train_member(Config.from_dict(config), train_csv, run_dir, verbose=0, log=log)

@@ -93,6 +93,17 @@ def split_train_val(data: DigitsData, val_fraction: float, seed: int) -> Split:
                  data.labels[val_rows], val_rows)
 
 
+def kfold_splits(data: DigitsData, folds: int, seed: int) -> list[Split]:
+    """`folds` stratified folds of the training file: each row is validation in one of them."""
+    from sklearn.model_selection import StratifiedKFold
+
+    if folds < 2:
+        raise ValueError("cross-validation needs 2 or more folds")
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return [Split(data.pixels[t], data.labels[t], data.pixels[v], data.labels[v], v)
+            for t, v in splitter.split(np.zeros(len(data)), data.labels)]
+
+
 def check_enough_rows(data: DigitsData, val_fraction: float) -> None:
     """An InputError, stating the minimum, when holding out `val_fraction` leaves no row to
     train on (any seed: it depends on the row count alone)."""
@@ -243,16 +254,18 @@ def run_info(config: Config, data: DigitsData, split: Split, mean: float, std: f
 
 def train(config: Config, train_data: DigitsData | str | os.PathLike, run_dir,
           callbacks: list | None = None, verbose: int | str = "auto",
-          resume: bool = False) -> TrainResult:
+          resume: bool = False, split: Split | None = None) -> TrainResult:
     """Train `config` on a labeled CSV (or already loaded data) and fill `run_dir`.
 
     Interrupted (Ctrl-C, SIGTERM turned into KeyboardInterrupt by the CLI) it keeps the best
     model and history so far, writes the curves, marks config.json "interrupted" and re-raises.
-    `resume=True` continues from the last completed epoch (see `resume_training`).
+    `resume=True` continues from the last completed epoch (see `resume_training`). `split`:
+    the training/validation rows to use (e.g. a cross-validation fold) instead of the seeded
+    hold-out of `config.val_fraction`.
     """
     # Everything that can be wrong with the input is checked before Keras (seconds) loads.
     data = train_data if isinstance(train_data, DigitsData) else load_train_csv(train_data)
-    split = split_train_val(data, config.val_fraction, config.seed)
+    split = split or split_train_val(data, config.val_fraction, config.seed)
     warn_missing_classes(data)
     run_dir = Path(run_dir)
     check_writable(run_dir)
@@ -335,3 +348,19 @@ def resume_training(run_dir, verbose: int | str = "auto") -> TrainResult:
     if data.sha256 != info["data"]["sha256"]:
         raise InputError(data.path, "changed since this run started (sha256 differs)")
     return train(Config.from_dict(info["config"]), data, run_dir, verbose=verbose, resume=True)
+
+
+def result_of(run_dir) -> TrainResult:
+    """The TrainResult a finished run directory records (config.json's result, history.csv):
+    for runs trained elsewhere, e.g. by a Ray worker."""
+    import pandas as pd
+
+    run_dir = Path(run_dir)
+    info = read_json(run_dir / CONFIG_FILE)
+    result = info["result"]
+    best = result["best_val_accuracy"]
+    history = pd.read_csv(run_dir / HISTORY_FILE)
+    if best is None:  # trained without validation: the selected epoch's training accuracy
+        best = float(history["accuracy"][result["best_epoch"] - 1])
+    return TrainResult(run_dir, result["best_epoch"], best, result["monitor"],
+                       result["epochs_run"], result["train_seconds"], history, np.arange(0))

@@ -1,0 +1,70 @@
+"""`digits info`: what this machine offers the tool (versions, CPU, threads, devices)."""
+
+from __future__ import annotations
+
+import os
+import platform
+from importlib import metadata
+from pathlib import Path
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _cpu_model() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> dict[str, str]:
+    """Versions, CPU and the devices Keras (training, run directories) and onnxruntime
+    (.onnx files) would use. A GPU that TensorFlow sees is used with no flag."""
+    from . import __version__
+
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    info = {
+        "digits": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": f"{_cpu_model()}, {os.cpu_count()} cores ({usable} usable by this process)",
+        "keras": _version("keras"),
+        "tensorflow": _version("tensorflow-cpu") if _version("tensorflow") == "not installed"
+        else _version("tensorflow"),
+        "onnxruntime": _version("onnxruntime"),
+        "ray": _version("ray"),
+    }
+    try:
+        import onnxruntime
+
+        info["onnx devices"] = ", ".join(onnxruntime.get_available_providers())
+    except ImportError:
+        pass
+    try:
+        from .backend import keras
+    except Exception:  # noqa: BLE001 - the inference-only install has no Keras
+        info["training"] = "needs `pip install 'digit-recognizer[train]'`"
+        return info
+    info["backend"] = keras.backend.backend()
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        intra = tf.config.threading.get_intra_op_parallelism_threads()
+        inter = tf.config.threading.get_inter_op_parallelism_threads()
+        info["threads"] = (f"intra-op {intra or f'all {usable} cores'}, inter-op "
+                           f"{inter or 'automatic'} (ensemble members and Ray tasks get "
+                           "their share)")
+        devices = tf.config.list_physical_devices()
+        info["devices"] = ", ".join(d.name.removeprefix("/physical_device:") for d in devices)
+        gpus = [d for d in devices if d.device_type == "GPU"]
+        info["gpu"] = (", ".join(tf.config.experimental.get_device_details(g).get(
+            "device_name", g.name) for g in gpus) + " (training uses it)" if gpus else
+            "none found: training and inference run on the CPU")
+    return info
