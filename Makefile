@@ -14,7 +14,7 @@ ORT_WEB_VERSION := 1.30.0
 ORT_WEB_DIR := src/digit_recognizer/static/ort
 ORT_WEB := $(ORT_WEB_DIR)/.version-$(ORT_WEB_VERSION)
 
-.PHONY: run test test-fast bench bench-quick bench-export browser web-runtime clean
+.PHONY: run test test-fast bench bench-quick bench-export bench-ray browser web-runtime clean
 
 $(STAMP): pyproject.toml $(ORT_WEB)
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,11 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/bench.py
 	$(BIN)/python bench/export.py
+	$(BIN)/python bench/ray_ensemble.py
+
+# an ensemble of 4: sequential, --jobs 2 and --ray, wall time each
+bench-ray: $(STAMP)
+	$(BIN)/python bench/ray_ensemble.py
 
 # exports (ONNX, LiteRT, web) against Keras: held-out agreement, cold `digits predict` times
 bench-export: $(STAMP)

@@ -103,7 +103,7 @@ def report_predictions(run, data, probabilities, report_dir=None) -> dict:
         "model": models[0] if len(models) == 1 else {"ensemble": str(run.run_dir),
                                                      "members": models},
         "data": {"path": str(data.path), "rows": len(data), "sha256": data.sha256},
-        "test_time_augmentation": run.tta,
+        "test_time_augmentation": run.uses_tta,
     }
     report_dir = Path(report_dir) if report_dir else Path(run.run_dir) / "report"
     return write_report(report_dir, data.labels, predict_labels(probabilities), probabilities,

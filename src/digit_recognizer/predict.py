@@ -37,6 +37,11 @@ class LoadedRun:
         return self.ensemble is not None
 
     @property
+    def uses_tta(self) -> bool:
+        """Predictions average TTA views: asked for here, or inside an exported graph."""
+        return self.tta or any(getattr(m, "has_tta", False) for m in self.models)
+
+    @property
     def n_members(self) -> int:
         return len(self.configs) or len(self.models)
 
