@@ -156,3 +156,34 @@ def test_held_out_digits_survive_the_whole_image_path(mnist):
         through = (probabilities.argmax(1) == test_y).mean()
     assert direct >= 0.98
     assert through >= 0.98, f"direct {direct:.4f}, through the image path {through:.4f}"
+
+
+def test_uneven_light_is_flattened_before_the_digit_is_cropped(mnist):
+    """A photo lit from one side: the paper's darker side is not ink."""
+    digit = mnist["test_pixels"][0]
+    flat = layout(digit, canvas=(200, 200), at=(60, 60)).astype(np.float32)
+    yy, xx = np.mgrid[0:200, 0:200]
+    shade = 70 * xx / 200  # 70 grey levels darker towards the right
+    lit = np.clip(flat * (1 - 0.3 * xx / 200) - shade * 0.2, 0, 255)
+    expected, got = to_mnist(flat), to_mnist(lit)
+    assert np.corrcoef(expected.ravel(), got.ravel())[0, 1] > 0.95
+    cy, cx = centre_of_mass(got.astype(float))
+    assert abs(cy - 13.5) <= 1.0 and abs(cx - 13.5) <= 1.0
+
+
+def test_evenly_lit_images_keep_the_borders_level_as_background(mnist):
+    from digit_recognizer.images import background_surface
+
+    image = layout(mnist["test_pixels"][3]).astype(np.float32)
+    assert background_surface(image, 255.0, dark_ink=True) == 255.0  # a constant: unchanged
+    noisy = np.clip(image + np.random.default_rng(0).normal(0, 4, image.shape), 0, 255)
+    assert np.isscalar(background_surface(noisy, float(np.median(noisy[0])), dark_ink=True))
+
+
+def test_grain_far_from_the_digit_does_not_stretch_its_box(mnist):
+    digit = mnist["test_pixels"][1]
+    clean = layout(digit, canvas=(200, 200), at=(60, 60))
+    specked = clean.copy()
+    for y, x in [(5, 5), (190, 12), (20, 185), (185, 185), (100, 3)]:
+        specked[y:y + 2, x:x + 2] = 0  # dust: 2x2 dark dots on the white paper
+    assert np.array_equal(to_mnist(specked), to_mnist(clean))

@@ -82,8 +82,10 @@ def to_mnist(grey: np.ndarray, name: str = "image") -> np.ndarray:
         raise InputError(name, f"expected a 2-D grey image, got shape {grey.shape}")
     # Polarity: the border is background. Dark-on-light images are inverted to light-on-dark.
     border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
-    background = float(np.median(border))
-    ink = (background - grey) if background > 127.5 else (grey - background)
+    level = float(np.median(border))
+    dark_ink = level > 127.5
+    background = background_surface(grey, level, dark_ink)
+    ink = (background - grey) if dark_ink else (grey - background)
     ink = np.clip(ink, 0, None)
     if ink.max() < MIN_INK_CONTRAST:
         raise NoDigitFound(name, "no digit found (no ink against the background; the "
@@ -92,17 +94,11 @@ def to_mnist(grey: np.ndarray, name: str = "image") -> np.ndarray:
     ink = ink * (255.0 / ink.max())
     # The digit's box is where ink reaches 15% of full contrast (paper texture and JPEG noise
     # do not count), but the faint anti-aliased edges inside it are kept, as in MNIST.
-    strong = ink >= 0.15 * 255
+    strong = _without_specks(ink >= 0.15 * 255)
     ink[ink < 0.05 * 255] = 0
     rows, cols = np.flatnonzero(strong.any(axis=1)), np.flatnonzero(strong.any(axis=0))
     crop = ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
-    h, w = crop.shape
-    scale = DIGIT_BOX / max(h, w)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))  # PIL: (width, height)
-    # Downscale with a box filter (area average = anti-aliased), upscale with bilinear.
-    resample = Image.Resampling.BOX if scale < 1 else Image.Resampling.BILINEAR
-    small = np.asarray(Image.fromarray(crop.astype(np.float32), mode="F").resize(size, resample))
-    small = np.clip(small, 0, 255)
+    small = _fit_box(crop)
 
     # Paste so that the centre of mass lands on the frame's centre (MNIST's convention).
     total = small.sum()
@@ -115,6 +111,70 @@ def to_mnist(grey: np.ndarray, name: str = "image") -> np.ndarray:
     frame = np.zeros((FRAME, FRAME), dtype=np.float32)
     frame[top:top + small.shape[0], left:left + small.shape[1]] = small
     return np.rint(frame).astype(np.uint8)
+
+
+# Uneven light (a photo of paper lit from one side) shows as a background that drifts by more
+# than this many grey levels across the image; below it the background is one level, the
+# border's median, exactly as for a scan or a drawing.
+UNEVEN_LIGHT = 16
+SPECK_FRACTION = 0.1  # ink blobs smaller than this share of the largest are grain, not digit
+
+
+def _fit_box(crop: np.ndarray) -> np.ndarray:
+    """The crop scaled so its longer side is DIGIT_BOX px: box filter (area average, i.e.
+    anti-aliased) when shrinking, bilinear when enlarging."""
+    from PIL import Image
+
+    h, w = crop.shape
+    scale = DIGIT_BOX / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))  # PIL: (width, height)
+    resample = Image.Resampling.BOX if scale < 1 else Image.Resampling.BILINEAR
+    small = np.asarray(Image.fromarray(crop.astype(np.float32), mode="F").resize(size, resample))
+    return np.clip(small, 0, 255)
+
+
+def background_surface(grey: np.ndarray, level: float, dark_ink: bool) -> np.ndarray | float:
+    """The paper's brightness under the digit: a smooth quadratic surface fitted to the pixels
+    that are not ink (robustly, on a <=64 px copy), or the constant `level` (the border's
+    median) when the light is even."""
+    h, w = grey.shape
+    step = max(1, max(h, w) // 64)
+    small = grey[::step, ::step]
+    if small.size < 36:  # too few pixels to fit 6 terms: an icon-sized image is evenly lit
+        return level
+    ys, xs = np.mgrid[0:small.shape[0], 0:small.shape[1]]
+    y, x = (ys * step / h - 0.5).ravel(), (xs * step / w - 0.5).ravel()
+    terms = np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=1)
+    values = small.ravel().astype(np.float64)
+    # ink lies on one side of the paper: start from the pixels within reach of the border's
+    # level, refit on those the surface explains
+    keep = (values - level) * (-1 if dark_ink else 1) < MIN_INK_CONTRAST
+    for _ in range(3):
+        if keep.sum() < 6:
+            return level
+        coef, *_ = np.linalg.lstsq(terms[keep], values[keep], rcond=None)
+        off = (values - terms @ coef) * (-1 if dark_ink else 1)  # > 0: towards ink
+        keep = off < MIN_INK_CONTRAST / 2
+    fitted = terms @ coef
+    if fitted.max() - fitted.min() <= UNEVEN_LIGHT:
+        return level
+    yy, xx = np.mgrid[0:h, 0:w]
+    yy, xx = yy / h - 0.5, xx / w - 0.5
+    return (coef[0] + coef[1] * xx + coef[2] * yy + coef[3] * xx * xx + coef[4] * xx * yy
+            + coef[5] * yy * yy).astype(np.float32)
+
+
+def _without_specks(strong: np.ndarray) -> np.ndarray:
+    """The strong-ink mask without blobs much smaller than the largest (paper grain, JPEG
+    noise, dust): they would stretch the digit's box. Digits' own pieces are kept."""
+    from scipy import ndimage
+
+    labels, n = ndimage.label(strong, structure=np.ones((3, 3)))
+    if n <= 1:
+        return strong
+    sizes = np.bincount(labels.ravel())[1:]
+    keep = np.flatnonzero(sizes >= SPECK_FRACTION * sizes.max()) + 1
+    return np.isin(labels, keep)
 
 
 def image_to_mnist(source, name: str | None = None) -> np.ndarray:
