@@ -40,3 +40,31 @@ def test_normalisation_is_inside_the_model_and_augmentation_is_training_only():
     np.testing.assert_array_equal(a, b)  # no random augmentation at inference
     aug = model.get_layer("augment")
     assert not np.array_equal(np.asarray(aug(x, training=True)), x)
+
+
+def test_random_pen_changes_a_share_in_training_only(mnist):
+    from digit_recognizer.model import RandomPen
+
+    x = mnist["test_pixels"][:200].astype("float32")[..., None]
+    assert np.array_equal(np.asarray(RandomPen(1.0, seed=0)(x, training=False)), x)
+    for rate in (1.0, 0.3):
+        y = np.asarray(RandomPen(rate, seed=0)(x, training=True))
+        changed = (np.abs(y - x).reshape(200, -1).max(axis=1) > 1).mean()
+        assert y.shape == x.shape and y.min() >= 0 and y.max() <= 255.5
+        assert abs(changed - rate) < 0.12, (rate, changed)
+    thick = np.asarray(RandomPen(1.0, seed=0)(x[:1], training=True))
+    assert thick.sum() != x[:1].sum()
+
+
+def test_a_model_with_random_pen_saves_and_loads_safely(tmp_path):
+    from digit_recognizer.backend import keras
+    from digit_recognizer.config import get_recipe
+    from digit_recognizer.model import build_model
+
+    model = build_model(get_recipe("default").replace(width=8))
+    assert get_recipe("default").pen > 0
+    assert any(type(layer).__name__ == "RandomPen" for layer in model.get_layer("augment").layers)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras", compile=False, safe_mode=True)
+    x = np.random.default_rng(0).uniform(0, 255, (4, 28, 28, 1)).astype("float32")
+    assert np.allclose(loaded.predict_on_batch(x), model.predict_on_batch(x), atol=1e-6)

@@ -28,6 +28,7 @@ class Config:
     rotation: float = 10.0  # degrees, +/-
     zoom: float = 0.1  # fraction, +/-
     shift: float = 0.1  # fraction of width and height, +/-
+    pen: float = 0.0  # share of training images drawn thicker or scanned at low resolution
     val_fraction: float = 0.1  # stratified hold-out from the training CSV
     seed: int = 2
     steps_per_execution: int = 1  # >1 runs several train steps per Python call (less overhead)
@@ -67,8 +68,15 @@ QUICK = Config(recipe="quick", architecture="quick", width=20, epochs=2, learnin
 # 99.32% +- 0.14 at the selected epoch in 63% of the training time of the earlier default
 # (compact net, 4 epochs, no augmentation: 99.23% +- 0.10), better on each of the three seeds.
 # 32 steps per Python call as in `quick` (4.6 -> 3.3 s per epoch on 2 cores).
+# pen 0.3: 30% of training images drawn with a thicker pen or scanned at low resolution
+# (model.RandomPen), for digits that are not MNIST's: on the *dev* half of
+# bench/handwriting.py's sets (seeds 2-4) low-resolution scans 90.0 -> 96.1%, thick markers
+# 85.6 -> 91.4%, photos 95.6 -> 97.9%, at the same MNIST validation accuracy (99.35% with,
+# 99.37% without). A share of 0.5 gained ~1 pt more on low-res scans but no validation
+# accuracy, and moves training further from the Kaggle task, so 0.3.
 DEFAULT = Config(recipe="default", architecture="quick", width=32, epochs=6, learning_rate=5e-3,
-                 steps_per_execution=32, augment=True, rotation=8.0, zoom=0.08, shift=0.08)
+                 steps_per_execution=32, augment=True, rotation=8.0, zoom=0.08, shift=0.08,
+                 pen=0.3)
 
 # Quality in minutes: the same family, two convs per stage at 14x14 and 7x7, longer, with the
 # tutorial's augmentation (held-out 99.5% from epoch 10 of 14, ~2.5 min on 2 cores).

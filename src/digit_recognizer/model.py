@@ -18,10 +18,44 @@ INPUT_SHAPE = (28, 28, 1)
 N_CLASSES = 10
 
 
+@keras.saving.register_keras_serializable(package="digit_recognizer")
+class RandomPen(layers.Layer):
+    """Training only: a `rate` share of the images as another pen or scanner than MNIST's
+    would make them: strokes 2 px thicker (a marker: 3x3 maximum filter), or the digit scanned
+    at low resolution (averaged down to 10 or 14 px, enlarged back with bilinear
+    interpolation: blocky, blurred strokes), a third of that share each. Raw pixels in and
+    out; identity at inference."""
+
+    def __init__(self, rate: float, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.rate, self.seed = rate, seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, x, training=None):
+        if not training or self.rate <= 0:
+            return x
+        ops = keras.ops
+        u = keras.random.uniform((ops.shape(x)[0], 1, 1, 1), seed=self.seed_generator)
+        thick = ops.nn.max_pool(x, 3, strides=1, padding="same")
+        low = [ops.image.resize(ops.image.resize(x, (s, s), interpolation="area"), (28, 28),
+                                interpolation="bilinear") for s in (10, 14)]
+        step = self.rate / 3
+        return ops.where(u < step, thick, ops.where(u < 2 * step, low[0],
+                                                    ops.where(u < self.rate, low[1], x)))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+
+
 def build_augmentation(config: Config) -> keras.Sequential:
-    """Random rotation/zoom/shift as in the tutorial's ImageDataGenerator (training only)."""
+    """Random rotation/zoom/shift as in the tutorial's ImageDataGenerator (training only),
+    after RandomPen when the recipe asks for other pens (`pen` > 0)."""
     seed = config.seed
-    return keras.Sequential([
+    pen = [RandomPen(config.pen, seed=seed + 3)] if config.pen > 0 else []
+    return keras.Sequential(pen + [
         layers.RandomRotation(config.rotation / 360.0, fill_mode="constant", fill_value=0.0,
                               seed=seed),
         layers.RandomZoom(config.zoom, fill_mode="constant", fill_value=0.0, seed=seed + 1),
