@@ -14,7 +14,7 @@ ORT_WEB_VERSION := 1.30.0
 ORT_WEB_DIR := src/digit_recognizer/static/ort
 ORT_WEB := $(ORT_WEB_DIR)/.version-$(ORT_WEB_VERSION)
 
-.PHONY: run test test-fast bench bench-quick bench-export bench-ray browser web-runtime clean
+.PHONY: run test test-fast bench bench-quick bench-export bench-ray bench-handwriting fonts browser web-runtime clean
 
 $(STAMP): pyproject.toml $(ORT_WEB)
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,16 @@ run: $(STAMP)
 test: $(STAMP) browser
 	$(BIN)/python -m pytest
 
+# Handwriting-like fonts from Debian's packages, for bench/handwriting.py's non-MNIST test sets.
+FONT_PACKAGES := fonts-dkg-handwriting fonts-breip fonts-bwht fonts-femkeklaver fonts-humor-sans \
+  fonts-kristi fonts-comic-neue fonts-dancingscript fonts-kaushanscript fonts-dejavu-core
+fonts:
+	@[ -d /usr/share/fonts/truetype/kristi ] || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      --no-install-recommends $(FONT_PACKAGES) >/dev/null) || \
+	    echo "note: install $(FONT_PACKAGES) for bench/handwriting.py"; }
+
 # The browser test drives Debian's Chromium (a downloaded browser cannot run here).
 browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
@@ -52,10 +62,15 @@ browser:
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
 
-bench: $(STAMP)
+bench: $(STAMP) fonts
 	$(BIN)/python bench/bench.py
 	$(BIN)/python bench/export.py
 	$(BIN)/python bench/ray_ensemble.py
+	$(BIN)/python bench/handwriting.py
+
+# non-MNIST handwriting (generated sets) next to MNIST's held-out set, for the default run
+bench-handwriting: $(STAMP) fonts
+	$(BIN)/python bench/handwriting.py
 
 # an ensemble of 4: sequential, --jobs 2 and --ray, wall time each
 bench-ray: $(STAMP)
