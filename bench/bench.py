@@ -71,6 +71,13 @@ def measured_matmul_gflops(n: int = 4096, repeat: int = 5) -> dict:
             "peak_gflops": max(numpy_rate, tf_rate)}
 
 
+def print_machine(machine: dict, vers: dict) -> None:
+    """The two lines every benchmark result starts with: the machine and the versions."""
+    print(f"machine: {machine['cpu']}, {machine['cores']} cores, fp32 matmul "
+          f"{machine['peak_gflops']:.0f} GFLOP/s measured")
+    print("versions: " + ", ".join(f"{k} {v}" for k, v in vers.items()))
+
+
 def versions() -> dict:
     from digit_recognizer.train import library_versions
 

@@ -67,7 +67,7 @@ def main() -> None:
 
     import numpy as np
 
-    from bench import machine_info, versions
+    from bench import machine_info, print_machine, versions
     from digit_recognizer.data import write_test_csv
     from digit_recognizer.demo import load_embedded_mnist
     from digit_recognizer.export import export_run
@@ -147,9 +147,7 @@ def main() -> None:
                   date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
     (ROOT / "bench" / "results" / "export.json").write_text(json.dumps(result, indent=2))
 
-    print(f"machine: {machine['cpu']}, {machine['cores']} cores, fp32 matmul "
-          f"{machine['peak_gflops']:.0f} GFLOP/s measured")
-    print("versions: " + ", ".join(f"{k} {v}" for k, v in vers.items()))
+    print_machine(machine, vers)
     print(f"run: {args.run}{' with TTA' if args.tta else ''}; Keras held-out accuracy "
           f"{result['keras_accuracy']:.2%}\n")
     print("| export | size | labels as Keras (of 10,000) | max prob. difference | accuracy |")

@@ -275,6 +275,14 @@ def draw_sheet(written, path: Path, per_set: int = 4, cell: int = 72) -> None:
     sheet.save(path)
 
 
+def _seed_of(run) -> str:
+    config = Path(run) / "config.json"
+    if config.exists():
+        return str(json.loads(config.read_text())["config"]["seed"])
+    members = sorted(Path(run).glob("members/*/config.json"))
+    return "+".join(str(json.loads(m.read_text())["config"]["seed"]) for m in members) or "?"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -290,7 +298,7 @@ def main() -> None:
     args = parser.parse_args()
     runs = args.run or [ROOT / "bench" / "results" / "run-default"]
 
-    from bench import versions
+    from bench import machine_info, print_machine, versions
     from digit_recognizer.pipeline import find_or_create_data
 
     if not args.run and not runs[0].exists():
@@ -311,7 +319,10 @@ def main() -> None:
     (ROOT / "bench" / "results" / f"handwriting-{args.split}.json").write_text(json.dumps(
         {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "split": args.split,
          "tta": args.tta, "versions": versions(), "results": table}, indent=2))
-    print(f"{args.split} sets made in {made:.0f} s under {OUT / args.split}/; tta {args.tta}")
+    print_machine(machine_info(), versions())
+    print(f"{args.split} sets made in {made:.0f} s under {OUT / args.split}/ (fixed seed "
+          f"{ {'dev': 0, 'test': 1}[args.split]}); tta {args.tta}; runs' training seeds: "
+          + ", ".join(f"{Path(r).name} {_seed_of(r)}" for r in table))
     names = list(next(iter(table.values())))
     print("| set | images | " + " | ".join(Path(r).name for r in table) + " |")
     print("|---|---|" + "---|" * len(table))

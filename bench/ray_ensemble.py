@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=4)
     args = parser.parse_args()
 
-    from bench import machine_info, versions
+    from bench import machine_info, print_machine, versions
     from digit_recognizer.demo import load_embedded_mnist
     from digit_recognizer.pipeline import find_or_create_data
     from digit_recognizer.predict import load_run, run_proba
@@ -60,9 +60,7 @@ def main() -> None:
            "versions": vers, "recipe": args.recipe, "members": args.members, "seeds":
            list(range(2, 2 + args.members)), "results": results}
     (ROOT / "bench" / "results" / "ray-ensemble.json").write_text(json.dumps(out, indent=2))
-    print(f"machine: {machine['cpu']}, {machine['cores']} cores, fp32 matmul "
-          f"{machine['peak_gflops']:.0f} GFLOP/s measured")
-    print("versions: " + ", ".join(f"{k} {v}" for k, v in vers.items()))
+    print_machine(machine, vers)
     print(f"ensemble of {args.members} x recipe '{args.recipe}', seeds "
           f"{out['seeds'][0]}-{out['seeds'][-1]}\n")
     print("| how | wall time | vs sequential | held-out accuracy |")
