@@ -11,18 +11,18 @@ import numpy as np
 
 from .cluster import train_members_on_ray
 from .config import get_recipe
-from .info import machine_info
-from .sweep import load_space, run_sweep
 from .demo import write_demo_data
 from .ensemble import base_config, is_ensemble, members, resume, train_members
 from .errors import InputError
 from .evaluate import evaluate_run, report_submission, score_submission
 from .export import export_run
 from .images import NoDigitFound, find_digits, save_digit_png
+from .info import machine_info
 from .pipeline import run
 from .predict import load_run, predict_csv, run_proba, top_k
 from .rundir import training_data_of
 from .serve import check_port_free, create_app, serve
+from .sweep import load_space, run_sweep
 from .train import train
 
 EXIT_NO_DIGIT = 1  # predict on images: none of them held a digit
