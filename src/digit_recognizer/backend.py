@@ -15,6 +15,7 @@ DIGITS_DEBUG=1 (set by `digits --debug`) imports without any filtering.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
@@ -50,25 +51,37 @@ def _import_keras():
                          "`digits export` runs without it)") from e
 
 
-def _import_keras_quietly():
-    if os.environ.get("DIGITS_DEBUG") == "1" or "keras" in sys.modules:
-        import keras
-        return keras
+@contextlib.contextmanager
+def stderr_filtered(keep=filter_start_up_lines):
+    """Point file descriptor 2 (where C++ libraries log, beyond Python's reach) at a temporary
+    file for the block, then write `keep(what was caught)` to the real stderr. DIGITS_DEBUG=1:
+    no filtering."""
+    if os.environ.get("DIGITS_DEBUG") == "1":
+        yield
+        return
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as caught:
         os.dup2(caught.fileno(), 2)
         try:
-            import keras
+            yield
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
             caught.seek(0)
-            kept = filter_start_up_lines(caught.read().decode("utf-8", "replace"))
+            kept = keep(caught.read().decode("utf-8", "replace"))
             if kept:
                 sys.stderr.write(kept)
                 sys.stderr.flush()
+
+
+def _import_keras_quietly():
+    if "keras" in sys.modules:
+        import keras
+        return keras
+    with stderr_filtered():
+        import keras
     return keras
 
 

@@ -167,11 +167,10 @@ def export_info(run: LoadedRun) -> dict:
     from . import __version__
     from .backend import keras
 
-    data = (run.ensemble or run.configs[0]).get("data", {})
     return {"exported_by": f"digit-recognizer {__version__}", "source": str(run.run_dir),
             "input": f"{INPUT_NAME}: float32 (n, 28, 28, 1), raw pixels 0-255",
             "output": f"{OUTPUT_NAME}: float32 (n, 10)", "tta": run.tta,
-            "members": list(run.configs), "ensemble": run.ensemble, "data": data,
+            "members": list(run.configs), "ensemble": run.ensemble, "data": run.training_data,
             "versions": {"keras": keras.__version__, "backend": keras.backend.backend()}}
 
 
@@ -281,22 +280,9 @@ def _atomic_dir(output: Path):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-@contextlib.contextmanager
 def _quiet_stderr():
-    """tf2onnx and the TFLite converter log through absl and C++ to file descriptor 2; keep
-    them off the user's terminal unless DIGITS_DEBUG is set."""
-    if os.environ.get("DIGITS_DEBUG"):
-        yield
-        return
-    import sys
+    """tf2onnx and the TFLite converter log through absl and C++ to file descriptor 2: none of
+    it is for the user (a failure raises, and DIGITS_DEBUG=1 shows everything)."""
+    from .backend import stderr_filtered
 
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with open(os.devnull, "w") as null:
-        os.dup2(null.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
+    return stderr_filtered(keep=lambda text: "")
