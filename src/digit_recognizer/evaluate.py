@@ -10,10 +10,9 @@ import numpy as np
 
 from .data import DigitsData, file_sha256, load_test_csv, load_train_csv, read_submission
 from .errors import DataWarning, InputError
-from .onnx_model import is_onnx_file, load_onnx
 from .predict import load_run, predict_labels, run_proba
 from .report import write_report
-from .rundir import CURVES_FILE, training_data_of
+from .rundir import CURVES_FILE
 
 
 @dataclass(frozen=True)
@@ -66,9 +65,8 @@ def evaluate_run(run_dir, labeled_csv, report_dir=None, tta: bool = False,
             raise InputError(labels_csv, f"has {len(answers)} labels but {labeled_csv} has "
                                          f"{len(pixels)} images")
         data = DigitsData(pixels.pixels, answers, pixels.path, pixels.sha256)
-    warn_if_trained_on(data, load_onnx(run_dir).info.get("data") if is_onnx_file(run_dir)
-                       else training_data_of(run_dir))
     run = load_run(run_dir, tta)
+    warn_if_trained_on(data, run.training_data)
     return report_predictions(run, data, run_proba(run, data.pixels), report_dir)
 
 

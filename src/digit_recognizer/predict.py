@@ -42,6 +42,13 @@ class LoadedRun:
         return self.tta or any(getattr(m, "has_tta", False) for m in self.models)
 
     @property
+    def training_data(self) -> dict:
+        """What the run trained on ({"train_csv", "sha256", "rows"}; {} if not recorded): the
+        ensemble's data, or the single model's (exports carry it in their metadata)."""
+        source = self.ensemble or (self.configs[0] if self.configs else {})
+        return source.get("data") or {}
+
+    @property
     def n_members(self) -> int:
         return len(self.configs) or len(self.models)
 

@@ -83,8 +83,8 @@ def check_space(space, path="search space") -> None:
             kind, values = next(iter(spec.items()))
             if not isinstance(values, list) or not values or (kind != "choice"
                                                                and len(values) != 2):
-                raise InputError(path, f"'{name}': {kind} takes "
-                                       f"{'a list of values' if kind == 'choice' else '[low, high]'}")
+                takes = "a list of values" if kind == "choice" else "[low, high]"
+                raise InputError(path, f"'{name}': {kind} takes {takes}")
 
 
 def _tune_space(space: dict) -> dict:
