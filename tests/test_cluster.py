@@ -4,6 +4,7 @@ pieces that need no cluster (queued slots, member files, recipe and space files)
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -66,8 +67,12 @@ def cluster(tmp_path_factory):
     port, worker_port = _free_port(), _free_port()
     address = f"127.0.0.1:{port}"
     common = ["--num-cpus", "1", "--object-store-memory", str(200 * 2**20), "--disable-usage-stats"]
-    # `ray start --head` turns on token authentication (the token goes to ~/.ray/auth_token);
-    # the second node joins in token mode (digits itself switches to it when a token exists)
+    # Token authentication with a token of our own, in the environment that both nodes and
+    # every `digits` the tests start inherit (digits switches to token mode when a token
+    # exists). Ray's default differs between releases (2.5x wrote ~/.ray/auth_token at `ray
+    # start --head`; 2.60 refuses token mode without one), so the test does not rely on it.
+    patch = pytest.MonkeyPatch()
+    patch.setenv("RAY_AUTH_TOKEN", secrets.token_hex(32))
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="token")
     try:
         subprocess.run([RAY, "start", "--head", "--node-ip-address", "127.0.0.1", "--port",
@@ -79,6 +84,7 @@ def cluster(tmp_path_factory):
         yield {"address": address, "worker_port": worker_port}
     finally:
         subprocess.run([RAY, "stop", "--force"], capture_output=True, timeout=SAFETY_NET_S)
+        patch.undo()
 
 
 @pytest.fixture(scope="module")
