@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import functools
 import sys
 import time
@@ -19,7 +20,7 @@ from .export import export_run
 from .images import NoDigitFound, find_digits, save_digit_png
 from .info import machine_info
 from .pipeline import run
-from .predict import load_run, predict_csv, run_proba, top_k
+from .predict import answer_digits, load_run, predict_csv, top_k
 from .rundir import training_data_of
 from .serve import check_port_free, create_app, serve
 from .sweep import load_space, run_sweep
@@ -131,30 +132,37 @@ def cmd_predict(args) -> int:
 
 
 def predict_image_files(args) -> int:
-    """One answer per image: its digit, or "no digit found" and why. Exit 0 if any image held
-    a digit, 1 if none did (the model is then not even loaded)."""
+    """One answer per image: its digit, or "no digit found" and why (no ink, or far from every
+    digit the model knows). Exit 0 if any image held a digit, 1 if none did."""
     found = find_digits(args.inputs)  # every image is read and checked before the model loads
     digits = [d for d in found if not isinstance(d, NoDigitFound)]
-    probabilities = iter(run_proba(load_run(args.run_dir, args.tta), np.stack(digits))
-                         if digits else [])
-    if args.format == "csv":
-        print("file,label,probability,reason")
+    answers = iter(answer_digits(load_run(args.run_dir, args.tta), np.stack(digits))
+                   if digits else [])
+    table = csv.writer(sys.stdout, lineterminator="\n") if args.format == "csv" else None
+    if table:
+        table.writerow(["file", "label", "probability", "reason"])
+    any_digit = False
     for path, digit, name in zip(args.inputs, found, seen_names(args.inputs)):
-        if isinstance(digit, NoDigitFound):
-            print(f"{path},,,{digit.reason}" if args.format == "csv"
-                  else f"{path}: {digit.reason}")
-            continue
-        best = top_k(next(probabilities))
-        if args.format == "csv":
-            print(f"{path},{best[0][0]},{best[0][1]:.6f},")
+        answer = None if isinstance(digit, NoDigitFound) else next(answers)
+        if answer is None or answer.label is None:
+            reason = digit.reason if answer is None else answer.reason
+            if table:
+                table.writerow([path, "", "", reason])
+            else:
+                print(f"{path}: {reason}")
         else:
-            others = "  ".join(f"{d}: {p:.1%}" for d, p in best)
-            print(f"{path}: {best[0][0]}   ({others})")
-        if args.show:
+            any_digit = True
+            best = top_k(answer.probabilities)
+            if table:
+                table.writerow([path, best[0][0], f"{best[0][1]:.6f}", ""])
+            else:
+                others = "  ".join(f"{d}: {p:.1%}" for d, p in best)
+                print(f"{path}: {best[0][0]}   ({others})")
+        if args.show and answer is not None:
             save_digit_png(digit, args.show / name)
     if args.show and digits:
         print(f"what the model saw: {args.show}/*.seen.png", file=sys.stderr)
-    return 0 if digits else EXIT_NO_DIGIT
+    return 0 if any_digit else EXIT_NO_DIGIT
 
 
 def seen_names(paths) -> list[str]:

@@ -12,6 +12,8 @@ from tqdm import tqdm
 from .data import iter_test_chunks, to_inputs, write_submission
 from .errors import InputError
 from .images import load_digits
+from .novelty import (DIGIT_SPACE_FILE, feature_model, load_digit_space,
+                      probabilities_and_features)
 from .onnx_model import is_onnx_file, load_onnx
 from .rundir import (CONFIG_FILE, ENSEMBLE_FILE, MODEL_FILE, check_run_dir, is_ensemble, members,
                      read_run_json)
@@ -31,6 +33,10 @@ class LoadedRun:
     configs: tuple[dict, ...]  # each member's config.json
     ensemble: dict | None = None  # ensemble.json; None for a single model
     tta: bool = False  # average over tta_views() of each image (7 views)
+    # Each member's digit space and its model with a features output (novelty.py); empty
+    # when any member lacks one (older runs, exports): no "far from any digit" check then.
+    spaces: tuple = ()
+    feature_nets: tuple = ()
 
     @property
     def is_ensemble(self) -> bool:
@@ -75,16 +81,27 @@ def load_run(run_dir, tta: bool = False) -> LoadedRun:
     run_dir = check_run_dir(run_dir)
     if not is_ensemble(run_dir):
         model, info = load_model_dir(run_dir)
-        return LoadedRun(run_dir, (model,), (run_dir / MODEL_FILE,), (info,), None, tta)
+        return LoadedRun(run_dir, (model,), (run_dir / MODEL_FILE,), (info,), None, tta,
+                         *_digit_spaces([run_dir], [model]))
     ensemble = read_run_json(run_dir / ENSEMBLE_FILE)
     usable = [m for m in members(run_dir) if m.usable]
     if not usable:
         raise InputError(run_dir, "is an ensemble with no finished member yet "
                                   "(`digits train --add-members K` trains some)")
     loaded = [load_model_dir(m.run_dir) for m in usable]
-    return LoadedRun(run_dir, tuple(model for model, _ in loaded),
-                     tuple(m.run_dir / MODEL_FILE for m in usable),
-                     tuple(info for _, info in loaded), ensemble, tta)
+    models = [model for model, _ in loaded]
+    return LoadedRun(run_dir, tuple(models), tuple(m.run_dir / MODEL_FILE for m in usable),
+                     tuple(info for _, info in loaded), ensemble, tta,
+                     *_digit_spaces([m.run_dir for m in usable], models))
+
+
+def _digit_spaces(run_dirs, models) -> tuple[tuple, tuple]:
+    """(spaces, feature nets) for the far-from-any-digit check: one per member, or ((), ())
+    if any member has no digit space."""
+    spaces = [load_digit_space(Path(d) / DIGIT_SPACE_FILE) for d in run_dirs]
+    if any(space is None for space in spaces):
+        return (), ()
+    return tuple(spaces), tuple(feature_model(m) for m in models)
 
 
 def load_exported(path, tta: bool = False) -> LoadedRun:
@@ -175,6 +192,55 @@ def run_proba(run: LoadedRun, pixels: np.ndarray) -> np.ndarray:
         for view in views:
             total += predict_proba(model, view)
     return (total / (len(run.models) * len(views))).astype(np.float32)
+
+
+def run_outputs(run: LoadedRun, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """(probabilities as run_proba gives them, each image's distance from the digits relative
+    to the limit: above 1 is far from any digit; None for a run without digit spaces). The
+    distance is the mean over members, of the image itself (TTA views do not enter it)."""
+    if not run.spaces:
+        return run_proba(run, pixels), None
+    x = to_inputs(pixels)
+    total = np.zeros((len(x), 10), dtype=np.float64)
+    distance = np.zeros(len(x), dtype=np.float64)
+    for net, space in zip(run.feature_nets, run.spaces):
+        p, features = probabilities_and_features(net, x)
+        total += p
+        distance += space.relative_distance(features)
+    probabilities = (run_proba(run, pixels) if run.tta
+                     else (total / len(run.spaces)).astype(np.float32))
+    return probabilities, (distance / len(run.spaces)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class DigitAnswer:
+    """What a person asking about one image gets: a digit, or None and why not."""
+    label: int | None
+    probabilities: np.ndarray  # float32 (10,), also when label is None
+    reason: str | None = None  # "no digit found (...)" when label is None
+    distance: float | None = None  # from the digits, relative to the limit (novelty.py)
+
+
+def far_from_digits_reason(distance: float) -> str:
+    return (f"no digit found (unlike every digit the model learned: {distance:.1f} times the "
+            "distance it accepts)")
+
+
+def answer_digits(run: LoadedRun, digits: np.ndarray) -> list[DigitAnswer]:
+    """MNIST-style digits (n, 28, 28) -> one DigitAnswer each: the most likely digit, or "no
+    digit found" for an image far from every digit the run knows."""
+    if len(digits) == 0:
+        return []
+    probabilities, distances = run_outputs(run, digits)
+    answers = []
+    if distances is None:  # a run without digit spaces: every image gets its digit
+        distances = [None] * len(probabilities)
+    for p, d in zip(probabilities, distances):
+        far = d is not None and d > 1.0
+        answers.append(DigitAnswer(None if far else int(np.argmax(p)), p,
+                                   far_from_digits_reason(float(d)) if far else None,
+                                   None if d is None else float(d)))
+    return answers
 
 
 def predict_labels(probabilities: np.ndarray) -> np.ndarray:

@@ -4,7 +4,8 @@
   GET  /healthz   {"status": "ok", ...}
   POST /predict   an image upload (multipart field "file", or a raw image body), or JSON
                   {"pixels": [784 values 0-255]} -> {"label", "probabilities", "top3"};
-                  an image with no digit (blank, too faint) -> {"label": null, "reason"}
+                  an image with no digit (blank, too faint, or far from every digit the
+                  model knows) -> {"label": null, "reason"}
 The model is loaded once, at start-up.
 """
 
@@ -19,7 +20,7 @@ import numpy as np
 
 from .errors import InputError
 from .images import MIN_INK_CONTRAST, NoDigitFound, image_to_mnist
-from .predict import load_run, run_proba, top_k
+from .predict import answer_digits, load_run, top_k
 
 MAX_BODY_BYTES = 5 * 1024 * 1024  # 5 MiB: a drawing is a few KB, a phone photo a few MB
 
@@ -29,7 +30,7 @@ def create_app(run_dir):
     from fastapi.responses import HTMLResponse, JSONResponse
 
     run = load_run(run_dir)
-    run_proba(run, np.zeros((1, 28, 28), np.uint8))  # trace once, before any request
+    answer_digits(run, np.zeros((1, 28, 28), np.uint8))  # trace once, before any request
     page = resources.files("digit_recognizer").joinpath("static/index.html").read_text("utf-8")
     app = FastAPI(title="digit-recognizer", version="0.1.0")
 
@@ -71,8 +72,13 @@ def create_app(run_dir):
                     "probabilities": None, "top3": [], "pixels": None}
         except InputError as e:
             return error(422, str(e))
-        probabilities = run_proba(run, digit[None])[0]
-        return {"label": int(probabilities.argmax()),
+        answer = answer_digits(run, digit[None])[0]
+        probabilities = answer.probabilities
+        if answer.label is None:  # ink, but far from every digit the model knows
+            return {"label": None, "reason": answer.reason,
+                    "probabilities": [round(float(p), 6) for p in probabilities], "top3": [],
+                    "pixels": digit.reshape(-1).tolist()}
+        return {"label": answer.label,
                 "probabilities": [round(float(p), 6) for p in probabilities],
                 "top3": [{"digit": d, "probability": round(p, 6)} for d, p in top_k(probabilities)],
                 "pixels": digit.reshape(-1).tolist()}

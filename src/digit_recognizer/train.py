@@ -6,6 +6,7 @@ A run directory holds everything predict/evaluate need:
   config.json   resolved config, preprocessing statistics, data checksum, versions, result
   history.csv   per-epoch loss, accuracy, val_loss, val_accuracy, learning_rate, seconds
   curves.png    the tutorial's four curves
+  digit_space.npz  where digits lie in the model's last hidden layer (novelty.py)
 """
 
 from __future__ import annotations
@@ -301,8 +302,34 @@ def train(config: Config, train_data: DigitsData | str | os.PathLike, run_dir,
         _finish(run_dir, info, history, monitor, "interrupted", time.perf_counter() - start,
                 split.val_indices)
         raise
-    return _finish(run_dir, info, history, monitor, "complete", time.perf_counter() - start,
-                   split.val_indices)
+    seconds = time.perf_counter() - start
+    fit_run_digit_space(run_dir, split, config.seed)
+    return _finish(run_dir, info, history, monitor, "complete", seconds, split.val_indices)
+
+
+def fit_run_digit_space(run_dir: Path, split: Split, seed: int) -> None:
+    """The best model's digit space (novelty.py), fitted on up to MAX_FIT_ROWS training rows
+    and calibrated on the validation rows (on the training rows themselves without a split)."""
+    from .backend import keras
+    from .model import RandomPen  # noqa: F401 - registers our one custom layer for loading
+    from .novelty import (DIGIT_SPACE_FILE, MAX_FIT_ROWS, feature_model, fit_digit_space,
+                          probabilities_and_features, save_digit_space)
+
+    if not (run_dir / MODEL_FILE).exists():
+        return
+    model = keras.saving.load_model(run_dir / MODEL_FILE, compile=False)
+    features = feature_model(model)
+    rows = np.arange(len(split.x_train))
+    if len(rows) > MAX_FIT_ROWS:
+        rows = np.sort(np.random.default_rng(seed).choice(rows, MAX_FIT_ROWS, replace=False))
+
+    def features_of(pixels):
+        return probabilities_and_features(features, to_inputs(pixels))[1]
+
+    fitted = features_of(split.x_train[rows])
+    calibration = features_of(split.x_val) if len(split.x_val) else fitted
+    save_digit_space(fit_digit_space(fitted, split.y_train[rows], calibration),
+                     run_dir / DIGIT_SPACE_FILE)
 
 
 def _history_rows(run_dir: Path) -> list[dict]:

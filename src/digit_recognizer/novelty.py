@@ -1,0 +1,111 @@
+"""Far from any digit: a picture with ink but no digit in it (a letter, a star, a scribble).
+
+A softmax always names a digit, often confidently, for a letter or a drawing of a house. The
+check here looks instead at where the image lands in the network's last hidden layer (the
+256 features the classifier reads): each digit's training rows form a cloud there, and the
+Mahalanobis distance to the nearest cloud (one covariance shared by the ten classes, Lee et al.
+2018, "A Simple Unified Framework for Detecting Out-of-Distribution Samples") says how unlike
+every digit the network has seen an image is.
+
+Fitted once per model, after training, on the training split; its threshold is the
+THRESHOLD_QUANTILE of the validation split's distances, so by construction about 0.1% of
+digits like the validation rows are answered "no digit found". That quantile was chosen on the
+bench's dev sets (bench/handwriting.py --split dev; the measured trade-off is in
+bench/README.md), never on MNIST's held-out test set. Saved as DIGIT_SPACE_FILE in the run
+directory; a run without it (made before, or interrupted) predicts without this check.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+from .files import atomic_path
+
+DIGIT_SPACE_FILE = "digit_space.npz"
+FEATURE_LAYER = "probabilities"  # the features are this (last, dense) layer's input
+THRESHOLD_QUANTILE = 99.9  # % of validation digits within the threshold
+MAX_FIT_ROWS = 10_000  # training rows the clouds are fitted on (a seeded sample beyond that)
+RIDGE = 1e-3  # added to the covariance's diagonal: dead ReLU features have zero variance
+
+
+@dataclass(frozen=True)
+class DigitSpace:
+    means: np.ndarray  # float32 (10, d): each digit's mean feature vector
+    precision: np.ndarray  # float32 (d, d): inverse of the shared covariance
+    threshold: float  # squared Mahalanobis distance; beyond it: "no digit"
+    quantile: float  # % of validation digits (or training digits, without a split) within it
+
+    def relative_distance(self, features: np.ndarray) -> np.ndarray:
+        """Squared distance to the nearest digit's cloud / threshold, float32 (n,): above 1
+        means far from any digit."""
+        f = np.asarray(features, dtype=np.float64)
+        nearest = np.full(len(f), np.inf)
+        for mean in self.means.astype(np.float64):
+            centred = f - mean
+            nearest = np.minimum(nearest, np.einsum("ij,ij->i", centred @ self.precision,
+                                                    centred))
+        return (nearest / self.threshold).astype(np.float32)
+
+
+def fit_digit_space(features: np.ndarray, labels: np.ndarray, calibration: np.ndarray,
+                    quantile: float = THRESHOLD_QUANTILE) -> DigitSpace:
+    """Class means and shared covariance of training `features` (n, d) with `labels`; the
+    threshold is the `quantile` % of the distances of `calibration` features (digits the model
+    was not trained on: the validation split)."""
+    from sklearn.covariance import EmpiricalCovariance
+
+    features = np.asarray(features, dtype=np.float64)
+    labels = np.asarray(labels)
+    classes = np.unique(labels)
+    means = np.zeros((10, features.shape[1]))
+    for c in classes:
+        means[c] = features[labels == c].mean(axis=0)
+    centred = features - means[labels]
+    covariance = EmpiricalCovariance(assume_centered=True).fit(centred).covariance_
+    precision = np.linalg.inv(covariance + RIDGE * np.eye(len(covariance)))
+    space = DigitSpace(means[classes].astype(np.float32), precision.astype(np.float32), 1.0,
+                       quantile)
+    distances = space.relative_distance(calibration).astype(np.float64)
+    threshold = float(np.percentile(distances, quantile))
+    return DigitSpace(space.means, space.precision, max(threshold, 1e-9), quantile)
+
+
+def feature_model(model):
+    """The Keras model with a second output: its FEATURE_LAYER input (n, d)."""
+    from .backend import keras
+
+    return keras.Model(model.input, [model.output, model.get_layer(FEATURE_LAYER).input])
+
+
+def probabilities_and_features(net, inputs: np.ndarray, batch_size: int = 1024):
+    """A feature_model's two outputs for model inputs (n, 28, 28, 1), in batches of
+    `batch_size` (predict_on_batch: Keras's predict() builds a tf.data pipeline per call)."""
+    probabilities, features = [np.empty((0, 10), np.float32)], [np.empty((0, 0), np.float32)]
+    for start in range(0, len(inputs), batch_size):
+        p, f = net.predict_on_batch(inputs[start:start + batch_size])
+        probabilities.append(np.asarray(p, dtype=np.float32))
+        features.append(np.asarray(f, dtype=np.float32))
+    return np.concatenate(probabilities), np.concatenate(features[len(features) > 1:])
+
+
+def save_digit_space(space: DigitSpace, path) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, means=space.means, precision=space.precision,
+                 threshold=np.float64(space.threshold), quantile=np.float64(space.quantile))
+
+
+def load_digit_space(path) -> DigitSpace | None:
+    """The run's digit space, or None if it has none (a run made before this check)."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        with np.load(path) as f:
+            return DigitSpace(f["means"], f["precision"], float(f["threshold"]),
+                              float(f["quantile"]))
+    except (OSError, ValueError, KeyError) as e:
+        raise InputError(path, f"is not a readable digit space ({type(e).__name__})") from e

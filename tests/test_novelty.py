@@ -1,0 +1,108 @@
+"""The far-from-any-digit check: the digit space's fit, its file, and what predict and serve
+answer with it."""
+
+import csv
+import dataclasses
+import io
+import shutil
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from digit_recognizer.cli import main
+from digit_recognizer.data import load_train_csv
+from digit_recognizer.errors import InputError
+from digit_recognizer.novelty import (DIGIT_SPACE_FILE, THRESHOLD_QUANTILE, fit_digit_space,
+                                      load_digit_space, save_digit_space)
+from digit_recognizer.predict import answer_digits, load_run, run_proba
+from digit_recognizer.serve import create_app
+from digit_recognizer.train import split_train_val
+
+
+def clouds(rng, n, d=6, spread=0.3):
+    """n points around ten well separated centres in d dimensions, and their labels."""
+    centres = np.eye(10, d) * 10 + np.eye(10, d, -6) * 10
+    labels = rng.integers(0, 10, n)
+    return centres[labels] + spread * rng.standard_normal((n, d)), labels
+
+
+def test_fit_accepts_the_calibration_quantile_and_rejects_far_points(rng):
+    features, labels = clouds(rng, 5000)
+    calibration, _ = clouds(rng, 20000)
+    space = fit_digit_space(features, labels, calibration)
+    outside = (space.relative_distance(calibration) > 1).mean()
+    assert outside <= (100 - THRESHOLD_QUANTILE) / 100 + 1e-9 and outside > 0
+    fresh, _ = clouds(rng, 20000)  # new digits: about the same share is refused
+    assert (space.relative_distance(fresh) > 1).mean() < 0.005
+    between = np.full((1, 6), 5.0)  # halfway between the clouds, on no digit's
+    assert space.relative_distance(between)[0] > 10
+
+
+def test_digit_space_file_round_trip(rng, tmp_path):
+    features, labels = clouds(rng, 2000)
+    space = fit_digit_space(features, labels, features)
+    save_digit_space(space, tmp_path / DIGIT_SPACE_FILE)
+    loaded = load_digit_space(tmp_path / DIGIT_SPACE_FILE)
+    for field in dataclasses.fields(space):
+        np.testing.assert_array_equal(getattr(loaded, field.name), getattr(space, field.name))
+    assert load_digit_space(tmp_path / "none.npz") is None
+    (tmp_path / "bad.npz").write_bytes(b"not npz")
+    with pytest.raises(InputError, match="bad.npz"):
+        load_digit_space(tmp_path / "bad.npz")
+
+
+def test_a_trained_run_accepts_its_own_validation_digits(tiny_run, small_demo):
+    run_dir, config, _ = tiny_run
+    assert (run_dir / DIGIT_SPACE_FILE).exists()
+    run = load_run(run_dir)
+    assert len(run.spaces) == 1
+    split = split_train_val(load_train_csv(small_demo.train_csv), config.val_fraction,
+                            config.seed)
+    answers = answer_digits(run, split.x_val)
+    refused = sum(a.label is None for a in answers)
+    assert refused <= max(1, 0.001 * len(answers))  # the threshold's calibration
+    np.testing.assert_allclose(np.stack([a.probabilities for a in answers]),
+                               run_proba(run, split.x_val), atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def strict_run(tiny_run, tmp_path_factory):
+    """A copy of the tiny run whose digit space accepts nothing: every image is far."""
+    run_dir = tmp_path_factory.mktemp("strict") / "run"
+    shutil.copytree(tiny_run[0], run_dir)
+    space = load_digit_space(run_dir / DIGIT_SPACE_FILE)
+    save_digit_space(dataclasses.replace(space, threshold=1e-12), run_dir / DIGIT_SPACE_FILE)
+    return run_dir
+
+
+def test_far_images_are_answered_no_digit_by_predict(strict_run, mnist, tmp_path, capsys):
+    path = tmp_path / "far.png"
+    Image.fromarray(255 - mnist["test_pixels"][0]).save(path)
+    assert main(["predict", str(strict_run), str(path)]) == 1  # no image held a digit
+    out = capsys.readouterr().out
+    assert out.startswith(f"{path}: no digit found (unlike every digit")
+    assert main(["predict", str(strict_run), str(path), "--format", "csv"]) == 1
+    rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
+    assert rows[0] == ["file", "label", "probability", "reason"]
+    assert rows[1][:3] == [str(path), "", ""] and rows[1][3].startswith("no digit found")
+
+
+def test_far_images_are_answered_no_digit_by_serve(strict_run, mnist):
+    client = TestClient(create_app(strict_run))
+    r = client.post("/predict", json={"pixels": mnist["test_pixels"][0].ravel().tolist()})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["label"] is None and body["reason"].startswith("no digit found (unlike")
+    assert body["top3"] == [] and len(body["probabilities"]) == 10
+
+
+def test_a_run_without_a_digit_space_still_answers(tiny_run, mnist, tmp_path):
+    run_dir = tmp_path / "old"
+    shutil.copytree(tiny_run[0], run_dir)
+    (run_dir / DIGIT_SPACE_FILE).unlink()
+    run = load_run(run_dir)
+    assert run.spaces == ()
+    answers = answer_digits(run, mnist["test_pixels"][:5])
+    assert all(a.label is not None and a.distance is None for a in answers)
