@@ -18,6 +18,12 @@ what a person photographing or drawing a digit gets:
   canvas-strokes     pen strokes as the drawing page makes them (22 px round brush on a 320 px
                      canvas), from stroke templates with random jitter
   photos             dark ink on paper: uneven light, paper grain, off-centre, blur, JPEG
+  not-digits         no digit at all: letters and signs no digit resembles (A, K, m, #, @...)
+                     from the fonts, pen shapes (star, heart, grid, spiral...) and scribbles
+                     on the canvas, and photos of some of them; right = "no digit found"
+
+MNIST's held-out set is scored twice: as the CSV path reads it (always a label) and as images
+(`mnist-held-out-as-images`: the images path may answer "no digit found").
 
 Each set comes in two disjoint splits made from fixed seeds (every run of the bench sees the
 same images): `--split dev`, on which settings such as the recipes' `pen` share were chosen,
@@ -51,7 +57,7 @@ def font_files(kind: str) -> list[Path]:
     return [p for p in files if p.parent.name == "dejavu"]
 
 
-def render_digit(font_path: Path, digit: int, size: int, rng, stroke: float = 0.0,
+def render_digit(font_path: Path, digit: int | str, size: int, rng, stroke: float = 0.0,
                  slant: float = 0.0, rotation: float = 0.0, blur: float = 0.0,
                  canvas: int | None = None):
     """One digit, dark ink on white, as a PIL image of `canvas` px (default 2 x size)."""
@@ -109,29 +115,81 @@ TEMPLATES = {
 }
 
 
-def canvas_set(rng, per_digit: int, size: int = 320, brush: int = 22):
+def canvas_set(rng, per_digit: int):
     """Pen strokes drawn as the page draws them: round caps and joins, 22 px on 320 px."""
-    from PIL import Image, ImageDraw
-
     images, labels = [], []
     for digit, paths in TEMPLATES.items():
-        for _ in range(per_digit):
-            image = Image.new("L", (size, size), 255)
-            draw = ImageDraw.Draw(image)
-            scale = rng.uniform(0.55, 0.95) * size
-            offset = rng.uniform(0, size - scale, 2)
-            shear, wobble = rng.uniform(-0.2, 0.2), rng.uniform(0.005, 0.03)
-            for path in paths:
-                pts = np.array(path) + rng.normal(0, wobble, (len(path), 2))
-                pts[:, 0] += shear * (pts[:, 1] - 0.5)
-                xy = [tuple(p) for p in pts * scale + offset]
-                draw.line(xy, fill=17, width=brush, joint="curve")
-                for x, y in (xy[0], xy[-1]):  # round caps
-                    draw.ellipse((x - brush / 2, y - brush / 2, x + brush / 2, y + brush / 2),
-                                 fill=17)
-            images.append(image)
-            labels.append(digit)
+        images += [draw_paths(paths, rng) for _ in range(per_digit)]
+        labels += [digit] * per_digit
     return images, labels
+
+
+# Things people draw or photograph that are not digits: letters and signs that no digit
+# resembles (no O, I, l, S, Z, B, G, g, q, b...), and pen shapes, scribbles and marks.
+NOT_DIGIT_CHARS = "ACEFHKMNRWXYaehkmnrwx#@&%?*+="
+SHAPES = {
+    "star": [[(0.5 + 0.4 * np.sin(a), 0.52 - 0.4 * np.cos(a))
+              for a in np.radians(np.arange(0, 721, 144))]],
+    "heart": [_arc(0.35, 0.35, 0.15, 0.15, 180, 360, 10) + _arc(0.65, 0.35, 0.15, 0.15, 180, 360, 10)
+              + [(0.8, 0.4), (0.5, 0.85), (0.2, 0.4)]],
+    "cross": [[(0.2, 0.2), (0.8, 0.8)], [(0.8, 0.2), (0.2, 0.8)]],
+    "plus": [[(0.5, 0.15), (0.5, 0.85)], [(0.15, 0.5), (0.85, 0.5)]],
+    "square": [[(0.2, 0.2), (0.8, 0.2), (0.8, 0.8), (0.2, 0.8), (0.2, 0.2)]],
+    "triangle": [[(0.5, 0.15), (0.85, 0.8), (0.15, 0.8), (0.5, 0.15)]],
+    "grid": [[(0.35, 0.1), (0.35, 0.9)], [(0.65, 0.1), (0.65, 0.9)],
+             [(0.1, 0.35), (0.9, 0.35)], [(0.1, 0.65), (0.9, 0.65)]],
+    "smiley": [_arc(0.5, 0.5, 0.38, 0.38, 0, 360, 24), _arc(0.5, 0.52, 0.2, 0.15, 20, 160, 8),
+               [(0.38, 0.38), (0.38, 0.40)], [(0.62, 0.38), (0.62, 0.40)]],
+    "spiral": [[(0.5 + r * np.cos(a), 0.5 + r * np.sin(a))
+                for r, a in zip(np.linspace(0.02, 0.4, 40), np.linspace(0, 4 * np.pi, 40))]],
+    "zigzag": [[(0.1 + 0.8 * i / 6, 0.35 if i % 2 else 0.65) for i in range(7)]],
+    "lines": [[(0.15, y), (0.85, y)] for y in (0.25, 0.45, 0.65, 0.85)],
+    "arrow": [[(0.15, 0.5), (0.85, 0.5)], [(0.6, 0.25), (0.85, 0.5), (0.6, 0.75)]],
+}
+
+
+def draw_paths(paths, rng, size: int = 320, brush: int = 22):
+    """Pen paths (unit square) drawn as the page draws them, jittered like canvas_set's."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("L", (size, size), 255)
+    draw = ImageDraw.Draw(image)
+    scale = rng.uniform(0.55, 0.95) * size
+    offset = rng.uniform(0, size - scale, 2)
+    shear, wobble = rng.uniform(-0.2, 0.2), rng.uniform(0.005, 0.03)
+    for path in paths:
+        pts = np.array(path) + rng.normal(0, wobble, (len(path), 2))
+        pts[:, 0] += shear * (pts[:, 1] - 0.5)
+        xy = [tuple(p) for p in pts * scale + offset]
+        draw.line(xy, fill=17, width=brush, joint="curve")
+        for x, y in (xy[0], xy[-1]):  # round caps
+            draw.ellipse((x - brush / 2, y - brush / 2, x + brush / 2, y + brush / 2), fill=17)
+    return image
+
+
+def scribble(rng, points: int = 12):
+    """A random pen path: what a child or a cat draws."""
+    steps = rng.normal(0, 0.25, (points, 2))
+    return [list(np.clip(0.5 + np.cumsum(steps, axis=0) * 0.5, 0.05, 0.95))]
+
+
+def not_digit_set(fonts, rng, per_kind: int):
+    """Images that hold no digit (label -1): NOT_DIGIT_CHARS from `fonts`, SHAPES and
+    scribbles on the canvas, and photos of some of them."""
+    images = []
+    for char in NOT_DIGIT_CHARS:
+        for _ in range(per_kind):
+            images.append(render_digit(
+                fonts[int(rng.integers(len(fonts)))], char, int(rng.integers(40, 72)), rng,
+                stroke=float(rng.uniform(0, 0.06)), slant=float(rng.uniform(-0.25, 0.25)),
+                rotation=float(rng.uniform(-10, 10)), blur=float(rng.uniform(0, 1.2))))
+    for paths in SHAPES.values():
+        images += [draw_paths(paths, rng) for _ in range(per_kind)]
+    images += [draw_paths(scribble(rng, int(rng.integers(8, 20))), rng)
+               for _ in range(4 * per_kind)]
+    images += [photo_of(images[int(i)], rng) for i in rng.choice(len(images), len(images) // 4,
+                                                                  replace=False)]
+    return images, [-1] * len(images)
 
 
 def scanned_at(image, pixels: int):
@@ -204,6 +262,7 @@ def make_sets(split: str = "test") -> dict[str, tuple[list, list]]:
     sets["canvas-strokes"] = canvas_set(rng, 30)
     photos, labels = font_set(hand, rng, 2)
     sets["photos"] = ([photo_of(im, rng) for im in photos], labels)
+    sets["not-digits"] = not_digit_set(hand + printed, rng, 4)
     return sets
 
 
@@ -225,24 +284,34 @@ def write_sets(sets, out: Path = OUT) -> dict[str, tuple[list[Path], np.ndarray]
 
 
 def evaluate(run_dir, written, tta: bool = False, show: bool = False) -> dict:
-    """Accuracy on each set through the `digits predict IMAGE` path, and MNIST's held-out."""
+    """Accuracy on each set through the `digits predict IMAGE` path (an image answered "no
+    digit found" counts as wrong for a digit, right for `not-digits`), and MNIST's held-out
+    through both paths: the CSV (always a label) and the images' (with "no digit" answers)."""
     from digit_recognizer.demo import load_embedded_mnist
     from digit_recognizer.images import NoDigitFound, find_digits, save_digit_png
-    from digit_recognizer.predict import load_run, run_proba
+    from digit_recognizer.predict import answer_digits, load_run, run_proba
 
     run = load_run(run_dir, tta)
     mnist = load_embedded_mnist()
     held_out = run_proba(run, mnist["test_pixels"]).argmax(1) == mnist["test_labels"]
+    answered = np.array([-1 if a.label is None else a.label
+                         for a in answer_digits(run, mnist["test_pixels"])])
     results = {"mnist-held-out": {"images": len(held_out), "accuracy": float(held_out.mean()),
-                                  "no_digit": 0}}
+                                  "no_digit": 0},
+               "mnist-held-out-as-images": {
+                   "images": len(held_out),
+                   "accuracy": float((answered == mnist["test_labels"]).mean()),
+                   "no_digit": int((answered == -1).sum())}}
     for name, (paths, labels) in written.items():
         found = find_digits(paths)
-        ok = [not isinstance(d, NoDigitFound) for d in found]
-        digits = np.stack([d for d in found if not isinstance(d, NoDigitFound)])
+        ok = np.array([not isinstance(d, NoDigitFound) for d in found])
         predicted = np.full(len(paths), -1)
-        predicted[np.array(ok)] = run_proba(run, digits).argmax(1)
+        if ok.any():
+            answers = answer_digits(run, np.stack([d for d in found
+                                                   if not isinstance(d, NoDigitFound)]))
+            predicted[ok] = [-1 if a.label is None else a.label for a in answers]
         results[name] = {"images": len(paths), "accuracy": float((predicted == labels).mean()),
-                         "no_digit": int(len(paths) - sum(ok))}
+                         "no_digit": int((predicted == -1).sum())}
         if show:  # what the model saw, for the first 20 of each set
             for path, digit in list(zip(paths, found))[:20]:
                 if not isinstance(digit, NoDigitFound):
