@@ -56,8 +56,6 @@ def fit_digit_space(features: np.ndarray, labels: np.ndarray, calibration: np.nd
     """Class means and shared covariance of training `features` (n, d) with `labels`; the
     threshold is the `quantile` % of the distances of `calibration` features (digits the model
     was not trained on: the validation split)."""
-    from sklearn.covariance import EmpiricalCovariance
-
     features = np.asarray(features, dtype=np.float64)
     labels = np.asarray(labels)
     classes = np.unique(labels)
@@ -65,7 +63,7 @@ def fit_digit_space(features: np.ndarray, labels: np.ndarray, calibration: np.nd
     for c in classes:
         means[c] = features[labels == c].mean(axis=0)
     centred = features - means[labels]
-    covariance = EmpiricalCovariance(assume_centered=True).fit(centred).covariance_
+    covariance = np.cov(centred, rowvar=False, bias=True).reshape(features.shape[1], -1)
     precision = np.linalg.inv(covariance + RIDGE * np.eye(len(covariance)))
     space = DigitSpace(means[classes].astype(np.float32), precision.astype(np.float32), 1.0,
                        quantile)
