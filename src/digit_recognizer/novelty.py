@@ -29,6 +29,7 @@ DIGIT_SPACE_FILE = "digit_space.npz"
 FEATURE_LAYER = "probabilities"  # the features are this (last, dense) layer's input
 THRESHOLD_QUANTILE = 99.9  # % of validation digits within the threshold
 MAX_FIT_ROWS = 10_000  # training rows the clouds are fitted on (a seeded sample beyond that)
+MIN_FIT_ROWS = 200  # fewer training rows than this: no digit space, no check
 RIDGE = 1e-3  # added to the covariance's diagonal: dead ReLU features have zero variance
 
 

@@ -27,6 +27,7 @@ from .config import Config
 from .data import DigitsData, load_train_csv, to_inputs
 from .errors import DataWarning, InputError
 from .files import check_writable, read_json, write_json_atomic
+from .novelty import DIGIT_SPACE_FILE
 from .plots import plot_curves
 from .rundir import BACKUP_DIR, CONFIG_FILE, CURVES_FILE, HISTORY_FILE, MODEL_FILE
 
@@ -278,6 +279,7 @@ def train(config: Config, train_data: DigitsData | str | os.PathLike, run_dir,
     if not resume:  # a fresh run never picks up a stale backup or history
         shutil.rmtree(run_dir / BACKUP_DIR, ignore_errors=True)
         (run_dir / HISTORY_FILE).unlink(missing_ok=True)
+    (run_dir / DIGIT_SPACE_FILE).unlink(missing_ok=True)  # fitted again on the final model
     history = History(run_dir / HISTORY_FILE, _history_rows(run_dir) if resume else None)
     keras.utils.set_random_seed(config.seed)
     mean, std = pixel_statistics(split.x_train)
@@ -312,11 +314,11 @@ def fit_run_digit_space(run_dir: Path, split: Split, seed: int) -> None:
     and calibrated on the validation rows (on the training rows themselves without a split)."""
     from .backend import keras
     from .model import RandomPen  # noqa: F401 - registers our one custom layer for loading
-    from .novelty import (DIGIT_SPACE_FILE, MAX_FIT_ROWS, feature_model, fit_digit_space,
+    from .novelty import (MAX_FIT_ROWS, MIN_FIT_ROWS, feature_model, fit_digit_space,
                           probabilities_and_features, save_digit_space)
 
-    if not (run_dir / MODEL_FILE).exists():
-        return
+    if not (run_dir / MODEL_FILE).exists() or len(split.x_train) < MIN_FIT_ROWS:
+        return  # too few rows to place ten clouds in the feature space: no check
     model = keras.saving.load_model(run_dir / MODEL_FILE, compile=False)
     features = feature_model(model)
     rows = np.arange(len(split.x_train))
