@@ -33,6 +33,7 @@ and `--split test` (the default), which is only reported. No set is ever trained
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import sys
@@ -283,7 +284,8 @@ def write_sets(sets, out: Path = OUT) -> dict[str, tuple[list[Path], np.ndarray]
     return written
 
 
-def evaluate(run_dir, written, tta: bool = False, show: bool = False) -> dict:
+def evaluate(run_dir, written, tta: bool = False, show: bool = False,
+             quantile: float | None = None) -> dict:
     """Accuracy on each set through the `digits predict IMAGE` path (an image answered "no
     digit found" counts as wrong for a digit, right for `not-digits`), and MNIST's held-out
     through both paths: the CSV (always a label) and the images' (with "no digit" answers)."""
@@ -292,6 +294,11 @@ def evaluate(run_dir, written, tta: bool = False, show: bool = False) -> dict:
     from digit_recognizer.predict import answer_digits, load_run, run_proba
 
     run = load_run(run_dir, tta)
+    if quantile is not None and quantile >= 100:  # no far-from-any-digit check
+        run = dataclasses.replace(run, spaces=(), feature_nets=())
+    elif quantile is not None:  # the check's threshold at another validation quantile
+        run = dataclasses.replace(run, spaces=tuple(dataclasses.replace(s, quantile=quantile)
+                                                    for s in run.spaces))
     mnist = load_embedded_mnist()
     held_out = run_proba(run, mnist["test_pixels"]).argmax(1) == mnist["test_labels"]
     answered = np.array([-1 if a.label is None else a.label
@@ -364,6 +371,9 @@ def main() -> None:
                         help="also draw, for each set, 4 images and what the model saw")
     parser.add_argument("--split", choices=["dev", "test"], default="test",
                         help="dev: where settings were chosen; test: reported, never chosen on")
+    parser.add_argument("--quantiles", type=lambda s: [float(q) for q in s.split(",")],
+                        metavar="Q,Q...", help="compare far-from-any-digit thresholds: each "
+                        "run at each validation quantile (%%; 100 = no check), e.g. 100,99.9,99.5")
     args = parser.parse_args()
     runs = args.run or [ROOT / "bench" / "results" / "run-default"]
 
@@ -382,7 +392,11 @@ def main() -> None:
     start = time.perf_counter()
     written = write_sets(make_sets(args.split), OUT / args.split)
     made = time.perf_counter() - start
-    table = {str(run): evaluate(run, written, args.tta, args.show) for run in runs}
+    if args.quantiles:
+        table = {f"{run}@{q:g}": evaluate(run, written, args.tta, args.show, q)
+                 for run in runs for q in args.quantiles}
+    else:
+        table = {str(run): evaluate(run, written, args.tta, args.show) for run in runs}
     if args.sheet:
         draw_sheet(written, args.sheet)
     (ROOT / "bench" / "results" / f"handwriting-{args.split}.json").write_text(json.dumps(
@@ -391,7 +405,7 @@ def main() -> None:
     print_machine(machine_info(), versions())
     print(f"{args.split} sets made in {made:.0f} s under {OUT / args.split}/ (fixed seed "
           f"{ {'dev': 0, 'test': 1}[args.split]}); tta {args.tta}; runs' training seeds: "
-          + ", ".join(f"{Path(r).name} {_seed_of(r)}" for r in table))
+          + ", ".join(f"{Path(r).name} {_seed_of(r)}" for r in map(str, runs)))
     names = list(next(iter(table.values())))
     print("| set | images | " + " | ".join(Path(r).name for r in table) + " |")
     print("|---|---|" + "---|" * len(table))

@@ -34,6 +34,8 @@ def test_fit_accepts_the_calibration_quantile_and_rejects_far_points(rng):
     space = fit_digit_space(features, labels, calibration)
     outside = (space.relative_distance(calibration) > 1).mean()
     assert outside <= (100 - THRESHOLD_QUANTILE) / 100 + 1e-9 and outside > 0
+    looser = dataclasses.replace(space, quantile=99.0)  # another quantile, same calibration
+    assert (looser.relative_distance(calibration) > 1).mean() == pytest.approx(0.01, abs=1e-4)
     fresh, _ = clouds(rng, 20000)  # new digits: about the same share is refused
     assert (space.relative_distance(fresh) > 1).mean() < 0.005
     between = np.full((1, 6), 5.0)  # halfway between the clouds, on no digit's
@@ -73,7 +75,8 @@ def strict_run(tiny_run, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("strict") / "run"
     shutil.copytree(tiny_run[0], run_dir)
     space = load_digit_space(run_dir / DIGIT_SPACE_FILE)
-    save_digit_space(dataclasses.replace(space, threshold=1e-12), run_dir / DIGIT_SPACE_FILE)
+    save_digit_space(dataclasses.replace(space, calibration=np.zeros(1, np.float32)),
+                     run_dir / DIGIT_SPACE_FILE)
     return run_dir
 
 

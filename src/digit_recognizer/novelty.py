@@ -37,19 +37,27 @@ RIDGE = 1e-3  # added to the covariance's diagonal: dead ReLU features have zero
 class DigitSpace:
     means: np.ndarray  # float32 (10, d): each digit's mean feature vector
     precision: np.ndarray  # float32 (d, d): inverse of the shared covariance
-    threshold: float  # squared Mahalanobis distance; beyond it: "no digit"
-    quantile: float  # % of validation digits (or training digits, without a split) within it
+    calibration: np.ndarray  # float32, sorted: the validation digits' squared distances
+    quantile: float = THRESHOLD_QUANTILE  # % of `calibration` within the threshold
 
-    def relative_distance(self, features: np.ndarray) -> np.ndarray:
-        """Squared distance to the nearest digit's cloud / threshold, float32 (n,): above 1
-        means far from any digit."""
+    @property
+    def threshold(self) -> float:
+        """The squared distance beyond which an image is far from any digit."""
+        return max(float(np.percentile(self.calibration, self.quantile)), 1e-9)
+
+    def squared_distance(self, features: np.ndarray) -> np.ndarray:
+        """Squared Mahalanobis distance to the nearest digit's cloud, float64 (n,)."""
         f = np.asarray(features, dtype=np.float64)
         nearest = np.full(len(f), np.inf)
         for mean in self.means.astype(np.float64):
             centred = f - mean
             nearest = np.minimum(nearest, np.einsum("ij,ij->i", centred @ self.precision,
                                                     centred))
-        return (nearest / self.threshold).astype(np.float32)
+        return nearest
+
+    def relative_distance(self, features: np.ndarray) -> np.ndarray:
+        """squared_distance / threshold, float32 (n,): above 1 means far from any digit."""
+        return (self.squared_distance(features) / self.threshold).astype(np.float32)
 
 
 def fit_digit_space(features: np.ndarray, labels: np.ndarray, calibration: np.ndarray,
@@ -66,11 +74,10 @@ def fit_digit_space(features: np.ndarray, labels: np.ndarray, calibration: np.nd
     centred = features - means[labels]
     covariance = np.cov(centred, rowvar=False, bias=True).reshape(features.shape[1], -1)
     precision = np.linalg.inv(covariance + RIDGE * np.eye(len(covariance)))
-    space = DigitSpace(means[classes].astype(np.float32), precision.astype(np.float32), 1.0,
-                       quantile)
-    distances = space.relative_distance(calibration).astype(np.float64)
-    threshold = float(np.percentile(distances, quantile))
-    return DigitSpace(space.means, space.precision, max(threshold, 1e-9), quantile)
+    space = DigitSpace(means[classes].astype(np.float32), precision.astype(np.float32),
+                       np.zeros(1, np.float32), quantile)
+    distances = np.sort(space.squared_distance(calibration)).astype(np.float32)
+    return DigitSpace(space.means, space.precision, distances, quantile)
 
 
 def feature_model(model):
@@ -94,7 +101,7 @@ def probabilities_and_features(net, inputs: np.ndarray, batch_size: int = 1024):
 def save_digit_space(space: DigitSpace, path) -> None:
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, means=space.means, precision=space.precision,
-                 threshold=np.float64(space.threshold), quantile=np.float64(space.quantile))
+                 calibration=space.calibration, quantile=np.float64(space.quantile))
 
 
 def load_digit_space(path) -> DigitSpace | None:
@@ -104,7 +111,7 @@ def load_digit_space(path) -> DigitSpace | None:
         return None
     try:
         with np.load(path) as f:
-            return DigitSpace(f["means"], f["precision"], float(f["threshold"]),
+            return DigitSpace(f["means"], f["precision"], f["calibration"],
                               float(f["quantile"]))
     except (OSError, ValueError, KeyError) as e:
         raise InputError(path, f"is not a readable digit space ({type(e).__name__})") from e
