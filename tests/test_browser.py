@@ -208,3 +208,35 @@ def test_exported_site_predicts_in_the_browser_like_digits_predict(static_site, 
     browser.execute_script("hasInk = true; dirty = true;")  # an empty canvas: no digit
     assert wait_for_label(browser) == "–"
     assert browser.find_element("id", "sure").text == "no digit found"
+
+
+def test_exported_site_answers_no_digit_far_from_every_digit(trained_run, browser, tmp_path):
+    """The web export carries the run's far-from-any-digit check (in the ONNX graph): with a
+    digit space that accepts nothing, a drawn seven is answered "no digit found"."""
+    import dataclasses
+
+    import numpy as np
+
+    from digit_recognizer.export import export_run
+    from digit_recognizer.novelty import DIGIT_SPACE_FILE, load_digit_space, save_digit_space
+
+    strict = tmp_path / "strict"
+    shutil.copytree(trained_run, strict, ignore=shutil.ignore_patterns("site"))
+    space = load_digit_space(strict / DIGIT_SPACE_FILE)
+    save_digit_space(dataclasses.replace(space, calibration=np.zeros(1, np.float32)),
+                     strict / DIGIT_SPACE_FILE)
+    site = export_run(strict, "web", tmp_path / "site").path
+    port = _free_port()
+    proc = _serving([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+                     "--directory", str(site)], f"http://127.0.0.1:{port}/index.html")
+    try:
+        browser.get(f"http://127.0.0.1:{port}/")
+        draw(browser, [(0.25, 0.2), (0.5, 0.2), (0.75, 0.2), (0.65, 0.4), (0.55, 0.6),
+                       (0.48, 0.85)])
+        assert wait_for_label(browser) == "–"
+        assert browser.find_element("id", "sure").text == "no digit found"
+        answer = browser.execute_script("return lastAnswer;")
+        assert answer["label"] is None and answer["reason"].startswith("no digit found (unlike")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

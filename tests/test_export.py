@@ -18,7 +18,7 @@ from digit_recognizer.errors import InputError
 from digit_recognizer.export import ORT_WEB_FILES, check_images, export_run, tta_matrix
 from digit_recognizer.images import save_digit_png
 from digit_recognizer.onnx_model import load_onnx
-from digit_recognizer.predict import load_run, run_proba, tta_views
+from digit_recognizer.predict import load_run, run_outputs, run_proba, tta_views
 
 from test_cli import DIGITS, digits
 from test_ensemble import ensemble_run  # noqa: F401 - the module's two-member ensemble fixture
@@ -57,6 +57,10 @@ def test_onnx_matches_keras_and_records_its_run(tiny_run, onnx_file, small_demo)
     assert info["members"] == [config] and info["tta"] is False
     assert info["data"]["sha256"] == config["data"]["sha256"]
     assert onnx_run.recipes == ["default"] and onnx_run.describe() == config
+    # the far-from-any-digit distance travels in the graph, as run_outputs computes it
+    assert load_onnx(onnx_file.path).has_distance
+    keras_d, onnx_d = run_outputs(load_run(run_dir), pixels)[1], run_outputs(onnx_run, pixels)[1]
+    np.testing.assert_allclose(onnx_d, keras_d, rtol=1e-3)
 
 
 def test_tta_views_are_one_matrix_product(mnist):
@@ -76,6 +80,9 @@ def test_an_ensemble_with_tta_exports_as_one_graph(ensemble_run, small_demo, tmp
     run = load_run(exported.path)
     assert len(run.models) == 1 and run.is_ensemble and run.n_members == 2
     assert np.abs(run_proba(run, pixels) - expected).max() < 1e-4
+    # the members' mean distance, of the images themselves (not of their TTA views)
+    np.testing.assert_allclose(run_outputs(run, pixels)[1],
+                               run_outputs(load_run(run_dir), pixels)[1], rtol=1e-3)
     with pytest.raises(InputError, match="already averages"):
         load_run(exported.path, tta=True)
 

@@ -14,6 +14,7 @@ from PIL import Image
 from digit_recognizer.cli import main
 from digit_recognizer.data import load_train_csv
 from digit_recognizer.errors import InputError
+from digit_recognizer.export import export_run
 from digit_recognizer.novelty import (DIGIT_SPACE_FILE, THRESHOLD_QUANTILE, fit_digit_space,
                                       load_digit_space, save_digit_space)
 from digit_recognizer.predict import answer_digits, load_run, run_proba
@@ -90,6 +91,15 @@ def test_far_images_are_answered_no_digit_by_predict(strict_run, mnist, tmp_path
     rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
     assert rows[0] == ["file", "label", "probability", "reason"]
     assert rows[1][:3] == [str(path), "", ""] and rows[1][3].startswith("no digit found")
+
+
+def test_an_onnx_export_answers_far_images_as_its_run_does(strict_run, mnist, tmp_path,
+                                                          capsys):
+    exported = export_run(strict_run, "onnx", tmp_path / "strict.onnx").path
+    path = tmp_path / "far.png"
+    Image.fromarray(255 - mnist["test_pixels"][0]).save(path)
+    assert main(["predict", str(exported), str(path)]) == 1
+    assert "no digit found (unlike every digit" in capsys.readouterr().out
 
 
 def test_far_images_are_answered_no_digit_by_serve(strict_run, mnist):

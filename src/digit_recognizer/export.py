@@ -1,7 +1,9 @@
 """Take a trained run elsewhere: ONNX, LiteRT, a TensorFlow SavedModel, or a static web page.
 
 Every export is one inference graph: raw pixels in (float32 (n, 28, 28, 1), 0-255, as for
-model.keras), probabilities out (float32 (n, 10)). An ensemble's members are averaged inside it,
+model.keras), probabilities out (float32 (n, 10)); ONNX and web exports of a run with digit
+spaces also output each image's relative distance from the digits (novelty.py), so they answer
+"no digit found" as the run does (LiteRT and SavedModel exports: probabilities only). An ensemble's members are averaged inside it,
 and with `tta` the 7 test-time views too, so whoever runs the file needs no code of ours. The
 training-only augmentation layers are left out (their random ops do not convert, and at
 inference they do nothing). The ONNX and LiteRT files are checked against Keras before they
@@ -27,8 +29,8 @@ import numpy as np
 from .errors import InputError
 from .files import atomic_path, check_writable, write_text_atomic
 from .images import MIN_INK_CONTRAST
-from .onnx_model import INPUT_NAME, METADATA_KEY, OUTPUT_NAME, load_onnx
-from .predict import LoadedRun, load_run, run_proba, tta_views
+from .onnx_model import DISTANCE_NAME, INPUT_NAME, METADATA_KEY, OUTPUT_NAME, load_onnx
+from .predict import LoadedRun, load_run, run_outputs, run_proba, tta_views
 
 FORMATS = ("onnx", "litert", "saved_model", "web")
 DEFAULT_OUTPUT = {"onnx": "model.onnx", "litert": "model.tflite", "saved_model": "saved_model",
@@ -70,7 +72,8 @@ def export_run(run_dir, fmt: str, output=None, tta: bool = False) -> Export:
         raise InputError(run_dir, "is already an export; give the run directory it came from")
     check_writable(output.parent)  # before seconds of TensorFlow start-up
     run = load_run(run_dir, tta)
-    model = inference_model(run)
+    # ONNX (and the web page, which runs it) also carry the far-from-any-digit check
+    model = inference_model(run, distance=fmt in ("onnx", "web"))
     if fmt == "onnx":
         difference = _export_onnx(run, model, output)
     elif fmt == "litert":
@@ -90,13 +93,16 @@ def export_run(run_dir, fmt: str, output=None, tta: bool = False) -> Export:
 # The inference graph
 
 
-def inference_model(run: LoadedRun):
-    """One Keras model: pixels (n, 28, 28, 1) 0-255 -> the run's probabilities (n, 10)."""
+def inference_model(run: LoadedRun, distance: bool = False):
+    """One Keras model: pixels (n, 28, 28, 1) 0-255 -> the run's probabilities (n, 10), and
+    with `distance` (a run with digit spaces) also each image's relative distance from the
+    digits (n,), as predict.run_outputs computes it (novelty.py; above 1: no digit)."""
     from .backend import keras
 
     ops = keras.ops
     pixels = keras.Input((28, 28, 1), name=INPUT_NAME)
-    nets = [_without_augmentation(m, i) for i, m in enumerate(run.models)]
+    distance = distance and bool(run.spaces)
+    nets = [_without_augmentation(m, i, features=distance) for i, m in enumerate(run.models)]
     x, n_views = pixels, 1
     if run.tta:
         views = tta_matrix()  # (784, 6 * 784)
@@ -105,15 +111,48 @@ def inference_model(run: LoadedRun):
         moved = ops.reshape(ops.matmul(flat, views), (-1, n_views - 1, 784))
         x = ops.reshape(ops.concatenate([flat[:, None, :], moved], axis=1), (-1, 28, 28, 1))
     outputs = [net(x) for net in nets]
+    features = []
+    if distance:
+        outputs, features = [o[0] for o in outputs], [o[1] for o in outputs]
     probabilities = outputs[0] if len(outputs) == 1 else ops.mean(ops.stack(outputs), axis=0)
     if n_views > 1:
         probabilities = ops.mean(ops.reshape(probabilities, (-1, n_views, 10)), axis=1)
-    model = keras.Model(pixels, probabilities, name="digits_inference")
+    if distance:  # of the image itself (view 0), mean over members, as run_outputs
+        plain = [ops.reshape(f, (-1, n_views, f.shape[-1]))[:, 0] for f in features]
+        relative = [_relative_distance(f, space) for f, space in zip(plain, run.spaces)]
+        far = relative[0] if len(relative) == 1 else ops.mean(ops.stack(relative), axis=0)
+        model = keras.Model(pixels, [probabilities, far], name="digits_inference")
+    else:
+        model = keras.Model(pixels, probabilities, name="digits_inference")
     model(np.zeros((1, 28, 28, 1), np.float32))  # built and called: export needs both
     return model
 
 
-def _without_augmentation(model, index: int):
+def _relative_distance(features, space):
+    """DigitSpace.relative_distance as a layer of the graph: min over the digits of
+    (f - m) P (f - m) / threshold. The means and precision are the layer's (frozen) weights,
+    so the converters store them in the file rather than asking for them as inputs."""
+    from .backend import keras
+
+    ops = keras.ops
+
+    class DigitDistance(keras.layers.Layer):
+        def build(self, input_shape):
+            self.means = self.add_weight(shape=space.means.shape, trainable=False,
+                                         initializer=keras.initializers.Constant(space.means))
+            self.precision = self.add_weight(
+                shape=space.precision.shape, trainable=False,
+                initializer=keras.initializers.Constant(space.precision))
+
+        def call(self, f):
+            centred = ops.expand_dims(f, 1) - self.means  # (n, 10, d)
+            squared = ops.sum(ops.matmul(centred, self.precision) * centred, axis=-1)
+            return ops.min(squared, axis=1) / space.threshold
+
+    return DigitDistance()(features)
+
+
+def _without_augmentation(model, index: int, features: bool = False):
     """The trained network without its training-only `augment` block (identity at inference).
     Our models are chains (one input per layer), so the layers are re-applied in order."""
     from .backend import keras
@@ -124,8 +163,9 @@ def _without_augmentation(model, index: int):
             continue
         if len(layer._inbound_nodes) != 1:  # noqa: SLF001 - a shared layer: not a chain
             raise ValueError(f"layer {layer.name} is not part of a simple chain")
-        x = layer(x)
-    return keras.Model(inputs, x, name=f"member_{index + 1:02d}")
+        last_input, x = x, layer(x)
+    outputs = [x, last_input] if features else x  # the features: the last layer's input
+    return keras.Model(inputs, outputs, name=f"member_{index + 1:02d}")
 
 
 def tta_matrix() -> np.ndarray:
@@ -169,7 +209,9 @@ def export_info(run: LoadedRun) -> dict:
 
     return {"exported_by": f"digit-recognizer {__version__}", "source": str(run.run_dir),
             "input": f"{INPUT_NAME}: float32 (n, 28, 28, 1), raw pixels 0-255",
-            "output": f"{OUTPUT_NAME}: float32 (n, 10)", "tta": run.tta,
+            "output": f"{OUTPUT_NAME}: float32 (n, 10)" + (
+                f"; {DISTANCE_NAME}: float32 (n,), above 1 far from any digit"
+                if run.spaces else ""), "tta": run.tta,
             "members": list(run.configs), "ensemble": run.ensemble, "data": run.training_data,
             "versions": {"keras": keras.__version__, "backend": keras.backend.backend()}}
 
@@ -185,8 +227,9 @@ def _export_onnx(run: LoadedRun, model, output: Path) -> float:
             warnings.simplefilter("ignore", FutureWarning)
             model.export(str(raw), format="onnx", verbose=False)
         graph = onnx.load(str(raw))
-    _rename_output(graph, OUTPUT_NAME)
-    for tensor in (graph.graph.input[0], graph.graph.output[0]):
+    for index, name in enumerate([OUTPUT_NAME, DISTANCE_NAME][:len(graph.graph.output)]):
+        _rename_output(graph, name, index)
+    for tensor in (graph.graph.input[0], *graph.graph.output):
         tensor.type.tensor_type.shape.dim[0].dim_param = "n"
     entry = graph.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(export_info(run))
@@ -194,15 +237,29 @@ def _export_onnx(run: LoadedRun, model, output: Path) -> float:
     onnx.checker.check_model(graph)
     with atomic_path(output) as tmp:
         onnx.save(graph, str(tmp))
-        return _check(run, load_onnx(tmp).predict_on_batch, output)
+        exported = load_onnx(tmp)
+        if exported.has_distance:
+            _check_distance(run, exported, output)
+        return _check(run, exported.predict_on_batch, output)
 
 
-def _rename_output(graph, name: str) -> None:
-    old = graph.graph.output[0].name
+def _check_distance(run: LoadedRun, exported, path) -> None:
+    """The exported distances agree with run_outputs' to 1e-3 relative (float32 in-graph)."""
+    images = check_images()
+    expected = run_outputs(run, images)[1]
+    got = exported.outputs_on_batch(images.astype(np.float32)[..., None])[1]
+    difference = float(np.max(np.abs(got - expected) / np.maximum(np.abs(expected), 1e-6)))
+    if not difference < 1e-3:
+        raise RuntimeError(f"{path}: the export's distances differ from Keras's by "
+                           f"{difference:.2e} (relative); not written")
+
+
+def _rename_output(graph, name: str, index: int = 0) -> None:
+    old = graph.graph.output[index].name
     for node in graph.graph.node:
         node.output[:] = [name if o == old else o for o in node.output]
         node.input[:] = [name if i == old else i for i in node.input]
-    graph.graph.output[0].name = name
+    graph.graph.output[index].name = name
 
 
 def _export_litert(run: LoadedRun, model, output: Path) -> float | None:

@@ -1,7 +1,9 @@
 """The exported ONNX model file (`digits export RUN --format onnx`), read with onnxruntime.
 
 One file holds the whole predictor: raw pixels in (float32 (n, 28, 28, 1), 0-255, as for
-model.keras), class probabilities out (float32 (n, 10)); an ensemble's members (and the TTA
+model.keras), class probabilities out (float32 (n, 10)), and for a run with digit spaces its
+relative distance from the digits (DISTANCE_NAME, float32 (n,), above 1: "no digit found",
+novelty.py); an ensemble's members (and the TTA
 views, if exported with --tta) are averaged inside the graph. What it was made from (the run's
 config.json files, its training data, whether TTA is inside) travels in the model's metadata
 under METADATA_KEY, so `predict`, `evaluate` and `serve` need nothing else.
@@ -22,6 +24,7 @@ from .errors import InputError
 SUFFIX = ".onnx"
 INPUT_NAME = "pixels"
 OUTPUT_NAME = "probabilities"
+DISTANCE_NAME = "digit_distance"  # optional second output: above 1, far from any digit
 METADATA_KEY = "digit_recognizer"
 MAX_FILE_BYTES = 512 * 2**20  # 512 MiB: an ensemble of 100 best-recipe nets is ~70 MiB
 
@@ -49,6 +52,22 @@ class OnnxModel:
                                for i in range(0, len(x), step)] or
                               [np.empty((0, 10), np.float32)])
 
+    def outputs_on_batch(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(probabilities (n, 10), relative distances from the digits (n,)) of a graph that
+        has the distance output (has_distance)."""
+        x = np.ascontiguousarray(x, dtype=np.float32).reshape(-1, 28, 28, 1)
+        step = 1024 // 7 if self.has_tta else 1024
+        parts = [self.session.run([OUTPUT_NAME, DISTANCE_NAME], {INPUT_NAME: x[i:i + step]})
+                 for i in range(0, len(x), step)]
+        if not parts:
+            return np.empty((0, 10), np.float32), np.empty(0, np.float32)
+        return (np.concatenate([p for p, _ in parts]),
+                np.concatenate([d for _, d in parts]).reshape(-1))
+
+    @property
+    def has_distance(self) -> bool:
+        return DISTANCE_NAME in [o.name for o in self.session.get_outputs()]
+
     @property
     def has_tta(self) -> bool:
         return bool(self.info.get("tta"))
@@ -75,7 +94,8 @@ def load_onnx(path) -> OnnxModel:
         first = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
         raise InputError(path, f"is not a readable ONNX model ({first})") from e
     inputs, outputs = session.get_inputs(), session.get_outputs()
-    if ([i.name for i in inputs] != [INPUT_NAME] or [o.name for o in outputs] != [OUTPUT_NAME]
+    if ([i.name for i in inputs] != [INPUT_NAME]
+            or [o.name for o in outputs] not in ([OUTPUT_NAME], [OUTPUT_NAME, DISTANCE_NAME])
             or list(inputs[0].shape[1:]) != [28, 28, 1] or outputs[0].shape[-1] != 10):
         raise InputError(path, "is not a digit model exported by `digits export` (expected "
                                f"input '{INPUT_NAME}' (n, 28, 28, 1) and output '{OUTPUT_NAME}' "

@@ -199,6 +199,10 @@ def run_outputs(run: LoadedRun, pixels: np.ndarray) -> tuple[np.ndarray, np.ndar
     to the limit: above 1 is far from any digit; None for a run without digit spaces). The
     distance is the mean over members, of the image itself (TTA views do not enter it)."""
     if not run.spaces:
+        exported = run.models[0] if len(run.models) == 1 else None
+        if getattr(exported, "has_distance", False):  # an ONNX export computes both
+            probabilities, distance = exported.outputs_on_batch(to_inputs(pixels))
+            return (run_proba(run, pixels) if run.tta else probabilities), distance
         return run_proba(run, pixels), None
     x = to_inputs(pixels)
     total = np.zeros((len(x), 10), dtype=np.float64)

@@ -106,6 +106,12 @@ window.localAnswer = async function (canvas) {
   const input = new ort.Tensor("float32", Float32Array.from(digit.pixels), [1, FRAME, FRAME, 1]);
   const output = await (await session).run({pixels: input});
   const probabilities = Array.from(output.probabilities.data);
+  // far from every digit the model learned (exports of runs with a digit space): no guess
+  const far = output.digit_distance ? output.digit_distance.data[0] : 0;
+  if (far > 1)
+    return {label: null, probabilities, top3: [], pixels: Array.from(digit.pixels),
+            reason: `no digit found (unlike every digit the model learned: ${far.toFixed(1)} ` +
+                    `times the distance it accepts)`};
   const order = probabilities.map((p, d) => [p, d]).sort((a, b) => b[0] - a[0] || a[1] - b[1]);
   return {label: order[0][1], probabilities, pixels: Array.from(digit.pixels),
           top3: order.slice(0, 3).map(([probability, digit]) => ({digit, probability}))};
