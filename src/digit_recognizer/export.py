@@ -244,14 +244,15 @@ def _export_onnx(run: LoadedRun, model, output: Path) -> float:
 
 
 def _check_distance(run: LoadedRun, exported, path) -> None:
-    """The exported distances agree with run_outputs' to 1e-3 relative (float32 in-graph)."""
+    """The exported distances agree with run_outputs' (float32 in the graph, float64 in NumPy)
+    to 1e-3 of the threshold, or of the distance where it is beyond: the answer turns at 1."""
     images = check_images()
     expected = run_outputs(run, images)[1]
     got = exported.outputs_on_batch(images.astype(np.float32)[..., None])[1]
-    difference = float(np.max(np.abs(got - expected) / np.maximum(np.abs(expected), 1e-6)))
+    difference = float(np.max(np.abs(got - expected) / np.maximum(np.abs(expected), 1.0)))
     if not difference < 1e-3:
         raise RuntimeError(f"{path}: the export's distances differ from Keras's by "
-                           f"{difference:.2e} (relative); not written")
+                           f"{difference:.2e} of the threshold; not written")
 
 
 def _rename_output(graph, name: str, index: int = 0) -> None:
