@@ -131,7 +131,8 @@ NOT_DIGIT_CHARS = "ACEFHKMNRWXYaehkmnrwx#@&%?*+="
 SHAPES = {
     "star": [[(0.5 + 0.4 * np.sin(a), 0.52 - 0.4 * np.cos(a))
               for a in np.radians(np.arange(0, 721, 144))]],
-    "heart": [_arc(0.35, 0.35, 0.15, 0.15, 180, 360, 10) + _arc(0.65, 0.35, 0.15, 0.15, 180, 360, 10)
+    "heart": [_arc(0.35, 0.35, 0.15, 0.15, 180, 360, 10)
+              + _arc(0.65, 0.35, 0.15, 0.15, 180, 360, 10)
               + [(0.8, 0.4), (0.5, 0.85), (0.2, 0.4)]],
     "cross": [[(0.2, 0.2), (0.8, 0.8)], [(0.8, 0.2), (0.2, 0.8)]],
     "plus": [[(0.5, 0.15), (0.5, 0.85)], [(0.15, 0.5), (0.85, 0.5)]],
@@ -291,7 +292,7 @@ def evaluate(run_dir, written, tta: bool = False, show: bool = False,
     through both paths: the CSV (always a label) and the images' (with "no digit" answers)."""
     from digit_recognizer.demo import load_embedded_mnist
     from digit_recognizer.images import NoDigitFound, find_digits, save_digit_png
-    from digit_recognizer.predict import answer_digits, load_run, run_proba
+    from digit_recognizer.predict import answer_digits, load_run
 
     run = load_run(run_dir, tta)
     if quantile is not None and quantile >= 100:  # no far-from-any-digit check
@@ -300,9 +301,10 @@ def evaluate(run_dir, written, tta: bool = False, show: bool = False,
         run = dataclasses.replace(run, spaces=tuple(dataclasses.replace(s, quantile=quantile)
                                                     for s in run.spaces))
     mnist = load_embedded_mnist()
-    held_out = run_proba(run, mnist["test_pixels"]).argmax(1) == mnist["test_labels"]
-    answered = np.array([-1 if a.label is None else a.label
-                         for a in answer_digits(run, mnist["test_pixels"])])
+    mnist_answers = answer_digits(run, mnist["test_pixels"])  # one pass: label and refusal
+    held_out = (np.array([a.probabilities.argmax() for a in mnist_answers])
+                == mnist["test_labels"])
+    answered = np.array([-1 if a.label is None else a.label for a in mnist_answers])
     results = {"mnist-held-out": {"images": len(held_out), "accuracy": float(held_out.mean()),
                                   "no_digit": 0},
                "mnist-held-out-as-images": {

@@ -5,9 +5,10 @@ model.keras), probabilities out (float32 (n, 10)); ONNX and web exports of a run
 spaces also output each image's relative distance from the digits (novelty.py), so they answer
 "no digit found" as the run does (LiteRT and SavedModel exports: probabilities only). An
 ensemble's members are averaged inside it, and with `tta` the 7 test-time views too, so whoever
-runs the file needs no code of ours. The training-only augmentation layers are left out (their random ops do not convert, and at
-inference they do nothing). The ONNX and LiteRT files are checked against Keras before they
-are kept; every output is written atomically (a file, or a folder renamed into place).
+runs the file needs no code of ours. The training-only augmentation layers are left out (their
+random ops do not convert, and at inference they do nothing). The ONNX and LiteRT files are
+checked against Keras before they are kept; every output is written atomically (a file, or a
+folder renamed into place).
 
 Needs Keras/TensorFlow (the `train` extra); running an exported .onnx file does not.
 """

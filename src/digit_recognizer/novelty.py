@@ -45,19 +45,21 @@ class DigitSpace:
         """The squared distance beyond which an image is far from any digit."""
         return max(float(np.percentile(self.calibration, self.quantile)), 1e-9)
 
-    def squared_distance(self, features: np.ndarray) -> np.ndarray:
-        """Squared Mahalanobis distance to the nearest digit's cloud, float64 (n,)."""
-        f = np.asarray(features, dtype=np.float64)
-        nearest = np.full(len(f), np.inf)
-        for mean in self.means.astype(np.float64):
-            centred = f - mean
-            nearest = np.minimum(nearest, np.einsum("ij,ij->i", centred @ self.precision,
-                                                    centred))
-        return nearest
-
     def relative_distance(self, features: np.ndarray) -> np.ndarray:
-        """squared_distance / threshold, float32 (n,): above 1 means far from any digit."""
-        return (self.squared_distance(features) / self.threshold).astype(np.float32)
+        """Squared distance to the nearest digit / threshold, float32 (n,): above 1 means far
+        from any digit."""
+        return (nearest_squared_distance(features, self.means, self.precision)
+                / self.threshold).astype(np.float32)
+
+
+def nearest_squared_distance(features, means, precision) -> np.ndarray:
+    """Squared Mahalanobis distance of features (n, d) to the nearest of `means`, float64 (n,)."""
+    f = np.asarray(features, dtype=np.float64)
+    nearest = np.full(len(f), np.inf)
+    for mean in np.asarray(means, dtype=np.float64):
+        centred = f - mean
+        nearest = np.minimum(nearest, np.einsum("ij,ij->i", centred @ precision, centred))
+    return nearest
 
 
 def fit_digit_space(features: np.ndarray, labels: np.ndarray, calibration: np.ndarray,
@@ -74,10 +76,9 @@ def fit_digit_space(features: np.ndarray, labels: np.ndarray, calibration: np.nd
     centred = features - means[labels]
     covariance = np.cov(centred, rowvar=False, bias=True).reshape(features.shape[1], -1)
     precision = np.linalg.inv(covariance + RIDGE * np.eye(len(covariance)))
-    space = DigitSpace(means[classes].astype(np.float32), precision.astype(np.float32),
-                       np.zeros(1, np.float32), quantile)
-    distances = np.sort(space.squared_distance(calibration)).astype(np.float32)
-    return DigitSpace(space.means, space.precision, distances, quantile)
+    means, precision = means[classes].astype(np.float32), precision.astype(np.float32)
+    distances = np.sort(nearest_squared_distance(calibration, means, precision))
+    return DigitSpace(means, precision, distances.astype(np.float32), quantile)
 
 
 def feature_model(model):
@@ -90,12 +91,12 @@ def feature_model(model):
 def probabilities_and_features(net, inputs: np.ndarray, batch_size: int = 1024):
     """A feature_model's two outputs for model inputs (n, 28, 28, 1), in batches of
     `batch_size` (predict_on_batch: Keras's predict() builds a tf.data pipeline per call)."""
-    probabilities, features = [np.empty((0, 10), np.float32)], [np.empty((0, 0), np.float32)]
-    for start in range(0, len(inputs), batch_size):
-        p, f = net.predict_on_batch(inputs[start:start + batch_size])
-        probabilities.append(np.asarray(p, dtype=np.float32))
-        features.append(np.asarray(f, dtype=np.float32))
-    return np.concatenate(probabilities), np.concatenate(features[len(features) > 1:])
+    parts = [net.predict_on_batch(inputs[start:start + batch_size])
+             for start in range(0, len(inputs), batch_size)]
+    if not parts:
+        return np.empty((0, 10), np.float32), np.empty((0, 0), np.float32)
+    return tuple(np.concatenate([np.asarray(part[k], dtype=np.float32) for part in parts])
+                 for k in (0, 1))
 
 
 def save_digit_space(space: DigitSpace, path) -> None:

@@ -43,26 +43,27 @@ class OnnxModel:
         self.info = info
 
     def predict_on_batch(self, x: np.ndarray) -> np.ndarray:
+        return self._run([OUTPUT_NAME], x)[0]
+
+    def outputs_on_batch(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(probabilities (n, 10), relative distances from the digits (n,)) of a graph that
+        has the distance output (has_distance)."""
+        probabilities, distances = self._run([OUTPUT_NAME, DISTANCE_NAME], x)
+        return probabilities, distances
+
+    def _run(self, names: list[str], x: np.ndarray) -> list[np.ndarray]:
+        """The graph's `names` outputs for inputs x (n, 28, 28, 1), in slices."""
         x = np.ascontiguousarray(x, dtype=np.float32).reshape(-1, 28, 28, 1)
         # A TTA graph runs 7 views of every image through each member: 1/7 of the images per
         # call keeps its activations (and onnxruntime's arena, which keeps its peak) the size
         # of a plain model's.
         step = 1024 // 7 if self.has_tta else 1024
-        return np.concatenate([self.session.run([OUTPUT_NAME], {INPUT_NAME: x[i:i + step]})[0]
-                               for i in range(0, len(x), step)] or
-                              [np.empty((0, 10), np.float32)])
-
-    def outputs_on_batch(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(probabilities (n, 10), relative distances from the digits (n,)) of a graph that
-        has the distance output (has_distance)."""
-        x = np.ascontiguousarray(x, dtype=np.float32).reshape(-1, 28, 28, 1)
-        step = 1024 // 7 if self.has_tta else 1024
-        parts = [self.session.run([OUTPUT_NAME, DISTANCE_NAME], {INPUT_NAME: x[i:i + step]})
+        parts = [self.session.run(names, {INPUT_NAME: x[i:i + step]})
                  for i in range(0, len(x), step)]
-        if not parts:
-            return np.empty((0, 10), np.float32), np.empty(0, np.float32)
-        return (np.concatenate([p for p, _ in parts]),
-                np.concatenate([d for _, d in parts]).reshape(-1))
+        empty = {OUTPUT_NAME: np.empty((0, 10), np.float32),
+                 DISTANCE_NAME: np.empty(0, np.float32)}
+        return [np.concatenate([part[k] for part in parts]) if parts else empty[name]
+                for k, name in enumerate(names)]
 
     @property
     def has_distance(self) -> bool:

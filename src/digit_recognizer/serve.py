@@ -73,15 +73,14 @@ def create_app(run_dir):
         except InputError as e:
             return error(422, str(e))
         answer = answer_digits(run, digit[None])[0]
-        probabilities = answer.probabilities
-        if answer.label is None:  # ink, but far from every digit the model knows
-            return {"label": None, "reason": answer.reason,
-                    "probabilities": [round(float(p), 6) for p in probabilities], "top3": [],
-                    "pixels": digit.reshape(-1).tolist()}
-        return {"label": answer.label,
-                "probabilities": [round(float(p), 6) for p in probabilities],
-                "top3": [{"digit": d, "probability": round(p, 6)} for d, p in top_k(probabilities)],
+        body = {"label": answer.label,
+                "probabilities": [round(float(p), 6) for p in answer.probabilities],
+                "top3": [{"digit": d, "probability": round(p, 6)}
+                         for d, p in top_k(answer.probabilities)],
                 "pixels": digit.reshape(-1).tolist()}
+        if answer.label is None:  # ink, but far from every digit the model knows
+            body.update(reason=answer.reason, top3=[])
+        return body
 
     return app
 
