@@ -68,3 +68,22 @@ def test_a_model_with_random_pen_saves_and_loads_safely(tmp_path):
     loaded = keras.saving.load_model(tmp_path / "m.keras", compile=False, safe_mode=True)
     x = np.random.default_rng(0).uniform(0, 255, (4, 28, 28, 1)).astype("float32")
     assert np.allclose(loaded.predict_on_batch(x), model.predict_on_batch(x), atol=1e-6)
+
+
+@pytest.mark.parametrize("conv_norm", ["before_pool", "after_pool", "none"])
+def test_quick_net_normalises_where_asked(conv_norm):
+    config = RECIPES["quick"].replace(conv_norm=conv_norm)
+    model = build_model(config)
+    kinds = [l.__class__.__name__ for l in model.layers]
+    start = kinds.index("Conv2D")
+    first_stage = kinds[start:kinds.index("Conv2D", start + 1)]
+    assert first_stage == {"before_pool": ["Conv2D", "BatchNormalization", "Activation",
+                                           "MaxPooling2D"],
+                           "after_pool": ["Conv2D", "MaxPooling2D", "BatchNormalization",
+                                          "Activation"],
+                           "none": ["Conv2D", "MaxPooling2D", "Activation"]}[conv_norm]
+    assert model.get_layer(index=start).use_bias == (conv_norm == "none")
+    x = np.random.default_rng(0).integers(0, 256, (3, 28, 28, 1)).astype("float32")
+    assert np.asarray(model(x, training=False)).shape == (3, 10)
+    with pytest.raises(ValueError, match="conv_norm"):
+        build_model(RECIPES["quick"].replace(conv_norm="sideways"))
