@@ -26,6 +26,11 @@ def test_split_is_stratified_seeded_and_disjoint(small_demo):
 def test_pixel_statistics_are_in_pixel_units():
     x = np.array([[0, 255], [255, 0]], dtype=np.uint8)
     assert pixel_statistics(x) == (127.5, 127.5)
+    # the histogram's statistics are those of the pixels themselves, over several chunks
+    many = np.random.default_rng(0).integers(0, 256, (3000, 28, 28), dtype=np.uint8)
+    mean, std = pixel_statistics(many)
+    assert mean == pytest.approx(many.astype(np.float64).mean(), rel=1e-12)
+    assert std == pytest.approx(many.astype(np.float64).std(), rel=1e-12)
 
 
 def test_train_writes_a_complete_run(tiny_run, small_demo):

