@@ -87,3 +87,48 @@ def test_quick_net_normalises_where_asked(conv_norm):
     assert np.asarray(model(x, training=False)).shape == (3, 10)
     with pytest.raises(ValueError, match="conv_norm"):
         build_model(RECIPES["quick"].replace(conv_norm="sideways"))
+
+
+def _ink_centre_and_angle(images):
+    """Centre of mass (x, y) and principal-axis angle (degrees) of each image's ink."""
+    ys, xs = np.mgrid[0:28, 0:28]
+    w = images.reshape(len(images), 28, 28)
+    total = w.sum(axis=(1, 2))
+    cx, cy = (w * xs).sum(axis=(1, 2)) / total, (w * ys).sum(axis=(1, 2)) / total
+    dx, dy = xs[None] - cx[:, None, None], ys[None] - cy[:, None, None]
+    sxx, syy, sxy = (w * dx**2).sum((1, 2)), (w * dy**2).sum((1, 2)), (w * dx * dy).sum((1, 2))
+    return cx, cy, np.degrees(0.5 * np.arctan2(2 * sxy, sxx - syy)), total
+
+
+def test_random_affine_rotates_zooms_and_shifts_within_its_ranges_in_training_only():
+    from digit_recognizer.model import RandomAffine
+
+    bar = np.zeros((400, 28, 28, 1), "float32")
+    bar[:, 13:15, 6:22] = 255.0  # a horizontal bar through the centre
+    assert np.array_equal(np.asarray(RandomAffine(10, 0.1, 0.1, seed=0)(bar, training=False)),
+                          bar)
+    still = np.asarray(RandomAffine(0.0, 0.0, 0.0, seed=0)(bar, training=True))
+    np.testing.assert_allclose(still, bar, atol=1e-3)
+
+    cx0, cy0, angle0, ink0 = _ink_centre_and_angle(bar)
+    cx, cy, angle, ink = _ink_centre_and_angle(
+        np.asarray(RandomAffine(15.0, 0.0, 0.0, seed=1)(bar, training=True)))
+    assert np.abs(angle).max() <= 15.5 and np.abs(angle).max() > 12  # the range, both ways
+    assert (angle > 5).any() and (angle < -5).any()
+    np.testing.assert_allclose(cx, cx0, atol=0.2)  # about the centre
+    np.testing.assert_allclose(ink, ink0, rtol=0.02)
+
+    cx, cy, angle, ink = _ink_centre_and_angle(
+        np.asarray(RandomAffine(0.0, 0.0, 0.1, seed=2)(bar, training=True)))
+    for moved in (cx - cx0, cy - cy0):  # shifts of up to 0.1 x 28 = 2.8 px, both ways
+        assert np.abs(moved).max() <= 2.85 and np.abs(moved).max() > 2.2
+        assert (moved > 1).any() and (moved < -1).any()
+    np.testing.assert_allclose(angle, angle0, atol=0.5)
+
+    square = np.zeros_like(bar)
+    square[:, 9:19, 9:19] = 255.0
+    *_, ink = _ink_centre_and_angle(
+        np.asarray(RandomAffine(0.0, 0.2, 0.0, seed=3)(square, training=True)))
+    ratio = ink / square[0].sum()  # zoom by s scales the ink's area by 1/s^2 (s in 0.8-1.2)
+    assert ratio.max() <= 1 / 0.8**2 + 0.05 and ratio.min() >= 1 / 1.2**2 - 0.05
+    assert ratio.max() > 1.4 and ratio.min() < 0.75
