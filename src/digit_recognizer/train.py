@@ -156,21 +156,26 @@ def pixel_statistics(pixels: np.ndarray) -> tuple[float, float]:
 def make_dataset(pixels, labels, batch_size: int, shuffle: bool, seed: int):
     """In-memory tf.data pipeline of (raw float32 pixels, one-hot labels).
 
+    The images stay one uint8 tensor; the pipeline shuffles row numbers and gathers each batch
+    (converted to float32 per batch): building it copies 30 MB once, where slicing a float32
+    copy of the images into the pipeline took 0.6 s for 38k rows on 2 cores.
     Keras's own autotuning of tf.data stalled short fit() calls on 2 cores, so it is switched
-    off and the pipeline is fixed: cache in memory, reshuffle each epoch, batch, prefetch 2.
+    off and the pipeline is fixed: reshuffle each epoch, batch, gather, prefetch 2.
     """
     from .backend import keras  # noqa: F401  (TensorFlow imported quietly)
     import tensorflow as tf
 
-    x = to_inputs(pixels)
-    y = np.eye(10, dtype=np.float32)[np.asarray(labels, dtype=np.int64)]
-    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    images = tf.constant(np.asarray(pixels, dtype=np.uint8).reshape(-1, 28, 28, 1))
+    classes = tf.constant(np.asarray(labels, dtype=np.int64))
+    ds = tf.data.Dataset.range(len(images))
     if shuffle:
-        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size).prefetch(2)
+        ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size).map(lambda rows: (
+        tf.cast(tf.gather(images, rows), tf.float32),
+        tf.one_hot(tf.gather(classes, rows), N_CLASSES)))
     options = tf.data.Options()
     options.autotune.enabled = False
-    return ds.with_options(options)
+    return ds.prefetch(2).with_options(options)
 
 
 def learning_rate_schedule(config: Config, steps_per_epoch: int):
