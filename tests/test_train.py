@@ -93,3 +93,39 @@ def test_recipe_one_epoch_smoke(recipe, small_demo, tmp_path):
     assert probabilities.shape == (7, 10)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
     assert json.loads((tmp_path / "run" / "config.json").read_text())["config"]["recipe"] == recipe
+
+
+def test_distillation_trains_on_the_teachers_probabilities(tiny_run, small_demo, tmp_path):
+    """--distill TEACHER: the targets are the teacher's probabilities for the training rows (as
+    predict computes them), in the order of the rows, and the run records its teacher."""
+    from digit_recognizer.config import get_recipe
+    from digit_recognizer.predict import run_proba
+    from digit_recognizer.train import make_dataset, teacher_targets, train
+
+    teacher_dir = tiny_run[0]
+    data = load_train_csv(small_demo.train_csv)
+    targets = teacher_targets(teacher_dir, data.pixels[:50])
+    np.testing.assert_allclose(targets, run_proba(load_run(teacher_dir), data.pixels[:50]),
+                               rtol=1e-6)
+    assert not np.allclose(targets, np.eye(10)[data.labels[:50]])  # soft, not the labels
+    batches = list(make_dataset(data.pixels[:50], targets, 16, False, 0))
+    np.testing.assert_array_equal(np.concatenate([y for _, y in batches]), targets)
+    np.testing.assert_array_equal(np.concatenate([x for x, _ in batches])[..., 0],
+                                  data.pixels[:50].astype(np.float32))
+
+    config = get_recipe("quick").replace(epochs=1, teacher=str(teacher_dir))
+    result = train(config, data, tmp_path / "student", verbose=0)
+    assert result.epochs_run == 1 and 0.0 <= result.best_val_accuracy <= 1.0
+    saved = json.loads((tmp_path / "student" / "config.json").read_text())["config"]
+    assert saved["teacher"] == str(teacher_dir)
+
+
+def test_distilling_from_a_missing_run_fails_before_training(small_demo, tmp_path):
+    from digit_recognizer.config import get_recipe
+    from digit_recognizer.errors import InputError
+    from digit_recognizer.train import train
+
+    config = get_recipe("quick").replace(epochs=1, teacher=str(tmp_path / "nowhere"))
+    with pytest.raises(InputError, match="nowhere"):
+        train(config, small_demo.train_csv, tmp_path / "student", verbose=0)
+    assert not (tmp_path / "student" / "model.keras").exists()

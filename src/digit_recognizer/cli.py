@@ -113,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int_at_least(0), metavar="S",
                        help="random seed: split, initialisation, augmentation (default: 2)")
         p.add_argument("--no-augment", action="store_true", help="train without augmentation")
+        p.add_argument("--distill", type=Path, metavar="TEACHER_RUN",
+                       help="distillation: train on the probabilities that TEACHER_RUN (e.g. an "
+                            "ensemble) gives each training row instead of the labels")
         p.add_argument("--ensemble", type=int_at_least(1), metavar="N",
                        help="train N models (seeds S..S+N-1, each its own validation split) "
                             "into RUN/members/; predictions average them")

@@ -43,7 +43,8 @@ def _config_from_args(args, base=None):
         base = get_recipe(args.recipe or "default")
     return base.replace(
         epochs=args.epochs, batch_size=args.batch_size, val_fraction=args.val_fraction,
-        seed=args.seed, augment=False if getattr(args, "no_augment", False) else None)
+        seed=args.seed, augment=False if getattr(args, "no_augment", False) else None,
+        teacher=str(args.distill) if getattr(args, "distill", None) else None)
 
 
 def cmd_train(args) -> int:

@@ -37,6 +37,9 @@ class Config:
     val_fraction: float = 0.1  # stratified hold-out from the training CSV
     seed: int = 2
     steps_per_execution: int = 1  # >1 runs several train steps per Python call (less overhead)
+    # Distillation: a run directory (one model or an ensemble) whose probabilities for the
+    # training rows are the targets instead of the one-hot labels; "" trains on the labels.
+    teacher: str = ""
 
     def replace(self, **changes) -> Config:
         """A copy with `changes`; None values mean 'keep the recipe's value'."""

@@ -29,7 +29,8 @@ from .errors import DataWarning, InputError
 from .files import check_writable, read_json, write_json_atomic
 from .novelty import DIGIT_SPACE_FILE
 from .plots import plot_curves
-from .rundir import BACKUP_DIR, CONFIG_FILE, CURVES_FILE, HISTORY_FILE, MODEL_FILE
+from .rundir import (BACKUP_DIR, CONFIG_FILE, CURVES_FILE, HISTORY_FILE, MODEL_FILE,
+                     check_run_dir)
 
 N_CLASSES = 10
 
@@ -154,7 +155,8 @@ def pixel_statistics(pixels: np.ndarray) -> tuple[float, float]:
 
 
 def make_dataset(pixels, labels, batch_size: int, shuffle: bool, seed: int):
-    """In-memory tf.data pipeline of (raw float32 pixels, one-hot labels).
+    """In-memory tf.data pipeline of (raw float32 pixels, one-hot labels); `labels` are digits
+    (n,) or, for distillation, target probabilities (n, 10) used as they are.
 
     The images stay one uint8 tensor; the pipeline shuffles row numbers and gathers each batch
     (converted to float32 per batch): building it copies 30 MB once, where slicing a float32
@@ -166,13 +168,22 @@ def make_dataset(pixels, labels, batch_size: int, shuffle: bool, seed: int):
     import tensorflow as tf
 
     images = tf.constant(np.asarray(pixels, dtype=np.uint8).reshape(-1, 28, 28, 1))
-    classes = tf.constant(np.asarray(labels, dtype=np.int64))
+    labels = np.asarray(labels)
+    if labels.ndim == 2:  # probabilities
+        targets = tf.constant(labels.astype(np.float32))
+
+        def target_of(rows):
+            return tf.gather(targets, rows)
+    else:
+        classes = tf.constant(labels.astype(np.int64))
+
+        def target_of(rows):
+            return tf.one_hot(tf.gather(classes, rows), N_CLASSES)
     ds = tf.data.Dataset.range(len(images))
     if shuffle:
         ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size).map(lambda rows: (
-        tf.cast(tf.gather(images, rows), tf.float32),
-        tf.one_hot(tf.gather(classes, rows), N_CLASSES)))
+    ds = ds.batch(batch_size).map(
+        lambda rows: (tf.cast(tf.gather(images, rows), tf.float32), target_of(rows)))
     options = tf.data.Options()
     options.autotune.enabled = False
     return ds.prefetch(2).with_options(options)
@@ -288,6 +299,8 @@ def train(config: Config, train_data: DigitsData | str | os.PathLike, run_dir,
     warn_missing_classes(data)
     run_dir = Path(run_dir)
     check_writable(run_dir)
+    if config.teacher:
+        check_run_dir(config.teacher)
 
     from .backend import keras
     from .callbacks import History
@@ -306,7 +319,9 @@ def train(config: Config, train_data: DigitsData | str | os.PathLike, run_dir,
     info = run_info(config, data, split, mean, std)
     write_json_atomic(run_dir / CONFIG_FILE, info)
 
-    train_ds = make_dataset(split.x_train, split.y_train, config.batch_size, True, config.seed)
+    targets = (teacher_targets(config.teacher, split.x_train) if config.teacher else
+               split.y_train)
+    train_ds = make_dataset(split.x_train, targets, config.batch_size, True, config.seed)
     val_ds = (make_dataset(split.x_val, split.y_val, 1024, False, config.seed)
               if len(split.x_val) else None)
     if verbose == "auto":
@@ -324,6 +339,14 @@ def train(config: Config, train_data: DigitsData | str | os.PathLike, run_dir,
     seconds = time.perf_counter() - start
     fit_run_digit_space(run_dir, split, config.seed)
     return _finish(run_dir, info, history, monitor, "complete", seconds, split.val_indices)
+
+
+def teacher_targets(teacher, pixels: np.ndarray) -> np.ndarray:
+    """Distillation targets: the teacher run's probabilities for `pixels` (its members'
+    mean, without test-time augmentation), float32 (n, 10)."""
+    from .predict import load_run, run_proba
+
+    return run_proba(load_run(teacher), pixels).astype(np.float32)
 
 
 def fit_run_digit_space(run_dir: Path, split: Split, seed: int) -> None:
