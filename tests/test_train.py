@@ -108,6 +108,12 @@ def test_distillation_trains_on_the_teachers_probabilities(tiny_run, small_demo,
     np.testing.assert_allclose(targets, run_proba(load_run(teacher_dir), data.pixels[:50]),
                                rtol=1e-6)
     assert not np.allclose(targets, np.eye(10)[data.labels[:50]])  # soft, not the labels
+    softer = teacher_targets(teacher_dir, data.pixels[:50], temperature=3.0)
+    np.testing.assert_allclose(softer.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(softer.argmax(axis=1), targets.argmax(axis=1))
+    assert (softer.max(axis=1) <= targets.max(axis=1) + 1e-6).all()
+    np.testing.assert_allclose(softer, targets ** (1 / 3) / (targets ** (1 / 3)).sum(
+        axis=1, keepdims=True), rtol=1e-4)
     batches = list(make_dataset(data.pixels[:50], targets, 16, False, 0))
     np.testing.assert_array_equal(np.concatenate([y for _, y in batches]), targets)
     np.testing.assert_array_equal(np.concatenate([x for x, _ in batches])[..., 0],

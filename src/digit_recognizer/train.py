@@ -319,8 +319,8 @@ def train(config: Config, train_data: DigitsData | str | os.PathLike, run_dir,
     info = run_info(config, data, split, mean, std)
     write_json_atomic(run_dir / CONFIG_FILE, info)
 
-    targets = (teacher_targets(config.teacher, split.x_train) if config.teacher else
-               split.y_train)
+    targets = (teacher_targets(config.teacher, split.x_train, config.teacher_temperature)
+               if config.teacher else split.y_train)
     train_ds = make_dataset(split.x_train, targets, config.batch_size, True, config.seed)
     val_ds = (make_dataset(split.x_val, split.y_val, 1024, False, config.seed)
               if len(split.x_val) else None)
@@ -341,12 +341,16 @@ def train(config: Config, train_data: DigitsData | str | os.PathLike, run_dir,
     return _finish(run_dir, info, history, monitor, "complete", seconds, split.val_indices)
 
 
-def teacher_targets(teacher, pixels: np.ndarray) -> np.ndarray:
+def teacher_targets(teacher, pixels: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     """Distillation targets: the teacher run's probabilities for `pixels` (its members'
-    mean, without test-time augmentation), float32 (n, 10)."""
+    mean, without test-time augmentation), softened by `temperature`, float32 (n, 10)."""
     from .predict import load_run, run_proba
 
-    return run_proba(load_run(teacher), pixels).astype(np.float32)
+    p = run_proba(load_run(teacher), pixels).astype(np.float64)
+    if temperature != 1.0:
+        p = np.maximum(p, 1e-30) ** (1.0 / temperature)
+        p /= p.sum(axis=1, keepdims=True)
+    return p.astype(np.float32)
 
 
 def fit_run_digit_space(run_dir: Path, split: Split, seed: int) -> None:
