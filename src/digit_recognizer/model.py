@@ -9,8 +9,6 @@ caller can normalise test data by its own statistics (the tutorial's bug).
 
 from __future__ import annotations
 
-import math
-
 from .backend import keras
 from .config import Config
 
@@ -52,56 +50,18 @@ class RandomPen(layers.Layer):
         return {**super().get_config(), "rate": self.rate, "seed": self.seed}
 
 
-@keras.saving.register_keras_serializable(package="digit_recognizer")
-class RandomAffine(layers.Layer):
-    """Training only: the tutorial's ImageDataGenerator augmentation as one affine resampling
-    per image: rotation by up to +/-`rotation` degrees and zoom by 1 +/- `zoom` about the
-    centre, shifts by up to +/-`shift` of the width and height; bilinear, 0 (background)
-    outside. Keras's RandomRotation, RandomZoom and RandomTranslation resample three times
-    (three passes, each blurring the strokes a little more); this is one. Raw pixels in and out;
-    identity at inference."""
-
-    def __init__(self, rotation: float, zoom: float, shift: float, seed: int | None = None,
-                 **kwargs):
-        super().__init__(**kwargs)
-        self.rotation, self.zoom, self.shift, self.seed = rotation, zoom, shift, seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
-
-    def call(self, x, training=None):
-        if not training:
-            return x
-        ops = keras.ops
-        height, width = x.shape[1], x.shape[2]
-        u = keras.random.uniform((ops.shape(x)[0], 4), -1.0, 1.0, seed=self.seed_generator)
-        angle = u[:, 0] * (self.rotation * math.pi / 180.0)
-        scale = 1.0 + u[:, 1] * self.zoom  # > 1 samples a larger area: the digit shrinks
-        shift_x, shift_y = u[:, 2] * (self.shift * width), u[:, 3] * (self.shift * height)
-        cos, sin = ops.cos(angle) * scale, ops.sin(angle) * scale
-        cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
-        # output pixel p reads the input at  c + scale * R(angle) (p - c) - shift
-        zeros = ops.zeros_like(cos)
-        transform = ops.stack([cos, -sin, cx - cos * cx + sin * cy - shift_x,
-                               sin, cos, cy - sin * cx - cos * cy - shift_y, zeros, zeros],
-                              axis=1)
-        return ops.image.affine_transform(x, transform, interpolation="bilinear",
-                                          fill_mode="constant", fill_value=0.0)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        return {**super().get_config(), "rotation": self.rotation, "zoom": self.zoom,
-                "shift": self.shift, "seed": self.seed}
-
-
 def build_augmentation(config: Config) -> keras.Sequential:
-    """Random rotation/zoom/shift as in the tutorial's ImageDataGenerator (training only, one
-    resampling), after RandomPen when the recipe asks for other pens (`pen` > 0)."""
+    """Random rotation/zoom/shift as in the tutorial's ImageDataGenerator (training only),
+    after RandomPen when the recipe asks for other pens (`pen` > 0)."""
     seed = config.seed
     pen = [RandomPen(config.pen, seed=seed + 3)] if config.pen > 0 else []
-    return keras.Sequential(
-        pen + [RandomAffine(config.rotation, config.zoom, config.shift, seed=seed)],
-        name="augment")
+    return keras.Sequential(pen + [
+        layers.RandomRotation(config.rotation / 360.0, fill_mode="constant", fill_value=0.0,
+                              seed=seed),
+        layers.RandomZoom(config.zoom, fill_mode="constant", fill_value=0.0, seed=seed + 1),
+        layers.RandomTranslation(config.shift, config.shift, fill_mode="constant",
+                                 fill_value=0.0, seed=seed + 2),
+    ], name="augment")
 
 
 def _tutorial_body(x, config: Config):
