@@ -74,7 +74,7 @@ def _examples(*lines: str) -> str:
     return "examples:\n" + "\n".join(f"  {line}" for line in lines)
 
 
-RECIPE_HELP = "recipes (measured on the project's 2-core machine):\n" + "\n".join(
+RECIPE_HELP = "recipes (measured on 2-core machines; bench/README.md):\n" + "\n".join(
     f"  {name:9s} {RECIPE_SUMMARIES.get(name, '')}" for name in RECIPES)
 
 

@@ -116,11 +116,14 @@ BEST = Config(recipe="best", width=24, depth=2, epochs=24, dropout=0.25, augment
 
 RECIPES: dict[str, Config] = {c.recipe: c for c in (QUICK, DEFAULT, FAST, BEST, TUTORIAL)}
 
-# What each recipe costs and gives, measured on the project's 2-core machine (bench/README.md;
-# held-out = MNIST's official 10,000 test images). Shown by `digits train --help`.
+# What each recipe costs and gives on a 2-core machine (bench/README.md: quick and default on
+# an Intel Xeon, 2026-11-30; the others on a Zen 5, 2026-11-24; held-out = MNIST's official
+# 10,000 test images). Shown by `digits train --help`.
 RECIPE_SUMMARIES: dict[str, str] = {
-    "quick": "2 epochs, ~7 s of training, 99.17% held-out (mean of 3 seeds)",
-    "default": "6 epochs, light augmentation and other pens, ~33 s, 99.38% (3 seeds)",
+    "quick": "2 epochs, ~9 s of training (0.1 of keras-io mnist_convnet's time to 99%), "
+             "99.12% held-out (mean of 3 seeds)",
+    "default": "6 epochs, light augmentation and other pens, ~1 min (0.46 of keras-io's time "
+               "to 99%), 99.36% (3 seeds)",
     "fast": "14 epochs with augmentation, ~3 min, 99.5%",
     "best": "24 epochs with augmentation, ~5 min, 99.5% (99.6% with --tta); for ensembles",
     "tutorial": "the Keras tutorial's CNN, 50 epochs, ~12 min, 99.3-99.4%",
