@@ -134,4 +134,8 @@ def test_distilling_from_a_missing_run_fails_before_training(small_demo, tmp_pat
     config = get_recipe("quick").replace(epochs=1, teacher=str(tmp_path / "nowhere"))
     with pytest.raises(InputError, match="nowhere"):
         train(config, small_demo.train_csv, tmp_path / "student", verbose=0)
-    assert not (tmp_path / "student" / "model.keras").exists()
+    assert not (tmp_path / "student").exists()  # nothing written
+    (tmp_path / "student").mkdir()
+    with pytest.raises(InputError, match="its own teacher"):
+        train(config.replace(teacher=str(tmp_path / "student")), small_demo.train_csv,
+              tmp_path / "student", verbose=0)

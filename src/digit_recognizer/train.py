@@ -298,9 +298,11 @@ def train(config: Config, train_data: DigitsData | str | os.PathLike, run_dir,
     split = split or split_train_val(data, config.val_fraction, config.seed)
     warn_missing_classes(data)
     run_dir = Path(run_dir)
-    check_writable(run_dir)
     if config.teacher:
         check_run_dir(config.teacher)
+        if Path(config.teacher).resolve() == run_dir.resolve():
+            raise InputError(run_dir, "cannot be its own teacher: give --distill another run")
+    check_writable(run_dir)
 
     from .backend import keras
     from .callbacks import History
