@@ -135,6 +135,10 @@ def test_distilling_from_a_missing_run_fails_before_training(small_demo, tmp_pat
     with pytest.raises(InputError, match="nowhere"):
         train(config, small_demo.train_csv, tmp_path / "student", verbose=0)
     assert not (tmp_path / "student").exists()  # nothing written
+    from digit_recognizer.ensemble import train_members
+    with pytest.raises(InputError, match="nowhere"):  # an ensemble of students: no ensemble.json
+        train_members(config, small_demo.train_csv, tmp_path / "student", count=2)
+    assert not (tmp_path / "student").exists()
     (tmp_path / "student").mkdir()
     with pytest.raises(InputError, match="its own teacher"):
         train(config.replace(teacher=str(tmp_path / "student")), small_demo.train_csv,

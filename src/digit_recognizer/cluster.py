@@ -26,7 +26,7 @@ from .data import DigitsData, load_train_csv
 from .errors import InputError
 from .files import atomic_path, write_json_atomic
 from .rundir import CONFIG_FILE, claim_member_dir, init_ensemble, members
-from .train import check_enough_rows
+from .train import check_can_train
 
 MAX_RETRIES = 3  # a member whose worker or node died is trained again, up to this many times
 
@@ -104,7 +104,7 @@ def train_members_on_ray(config: Config, data: DigitsData | str | os.PathLike, r
     """Add `count` members to the ensemble in `run_dir`, each a Ray task. Returns the members
     added (rundir.Member), in index order."""
     data = data if isinstance(data, DigitsData) else load_train_csv(data)
-    check_enough_rows(data, config.val_fraction)
+    check_can_train(data, config, run_dir)
     ray = connect(address)
     slots = queue_members(config, data, run_dir, count)
     train_slots_on_ray(ray, data, slots, cpus, log)

@@ -21,7 +21,7 @@ from .data import DigitsData, load_train_csv
 from .errors import InputError, show_warnings_as_lines
 from .rundir import (BACKUP_DIR, Member, claim_member_dir, init_ensemble, is_ensemble, members,
                      training_data_of)
-from .train import check_enough_rows, result_of, resume_training, train
+from .train import check_can_train, result_of, resume_training, train
 
 
 def train_member(config: Config, data: DigitsData | str | os.PathLike, run_dir,
@@ -29,7 +29,7 @@ def train_member(config: Config, data: DigitsData | str | os.PathLike, run_dir,
     """Train one more member of the ensemble in `run_dir` (seed = config.seed + index - 1).
     `log` (e.g. print) gets a line when the member starts, after each epoch and at its end."""
     data = data if isinstance(data, DigitsData) else load_train_csv(data)
-    check_enough_rows(data, config.val_fraction)  # before ensemble.json or a slot is written
+    check_can_train(data, config, run_dir)  # before ensemble.json or a slot is written
     init_ensemble(run_dir, data)
     index, member_dir = claim_member_dir(run_dir)
     member_config = config.replace(seed=member_seed(config.seed, index))
@@ -76,7 +76,7 @@ def train_members(config: Config, data: DigitsData | str | os.PathLike, run_dir,
     Returns the members added, in index order.
     """
     data = data if isinstance(data, DigitsData) else load_train_csv(data)
-    check_enough_rows(data, config.val_fraction)
+    check_can_train(data, config, run_dir)
     init_ensemble(run_dir, data)
     before = {m.index for m in members(run_dir)}
     progress = EnsembleProgress(count, log)

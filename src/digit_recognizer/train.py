@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import Config
-from .data import DigitsData, load_train_csv, to_inputs
+from .data import IMAGE_SIZE, DigitsData, load_train_csv, to_inputs
 from .errors import DataWarning, InputError
 from .files import check_writable, read_json, write_json_atomic
 from .novelty import DIGIT_SPACE_FILE
@@ -118,6 +118,21 @@ def check_enough_rows(data: DigitsData, val_fraction: float) -> None:
                                     "(or --val-fraction 0 to train on every row)")
 
 
+def check_teacher(config: Config, run_dir) -> None:
+    """With distillation, an InputError unless the teacher is another existing run."""
+    if config.teacher:
+        check_run_dir(config.teacher)
+        if Path(config.teacher).resolve() == Path(run_dir).resolve():
+            raise InputError(run_dir, "cannot be its own teacher: give --distill another run")
+
+
+def check_can_train(data: DigitsData, config: Config, run_dir) -> None:
+    """What train() checks before writing anything, for callers that write first (ensembles):
+    enough rows for the validation split, and a usable teacher."""
+    check_enough_rows(data, config.val_fraction)
+    check_teacher(config, run_dir)
+
+
 def min_rows_for_validation(val_fraction: float) -> int:
     """The fewest rows that leave one training row after holding out `val_fraction`."""
     n = 2
@@ -167,7 +182,8 @@ def make_dataset(pixels, labels, batch_size: int, shuffle: bool, seed: int):
     from .backend import keras  # noqa: F401  (TensorFlow imported quietly)
     import tensorflow as tf
 
-    images = tf.constant(np.asarray(pixels, dtype=np.uint8).reshape(-1, 28, 28, 1))
+    images = tf.constant(np.asarray(pixels, dtype=np.uint8).reshape(-1, IMAGE_SIZE, IMAGE_SIZE,
+                                                                     1))
     labels = np.asarray(labels)
     if labels.ndim == 2:  # probabilities
         targets = tf.constant(labels.astype(np.float32))
@@ -298,10 +314,7 @@ def train(config: Config, train_data: DigitsData | str | os.PathLike, run_dir,
     split = split or split_train_val(data, config.val_fraction, config.seed)
     warn_missing_classes(data)
     run_dir = Path(run_dir)
-    if config.teacher:
-        check_run_dir(config.teacher)
-        if Path(config.teacher).resolve() == run_dir.resolve():
-            raise InputError(run_dir, "cannot be its own teacher: give --distill another run")
+    check_teacher(config, run_dir)
     check_writable(run_dir)
 
     from .backend import keras
