@@ -56,6 +56,42 @@ def test_random_pen_changes_a_share_in_training_only(mnist):
     assert thick.sum() != x[:1].sum()
 
 
+def test_each_pen_style_draws_another_pen(mnist):
+    from digit_recognizer.model import PEN_STYLES, RandomPen
+
+    x = mnist["test_pixels"][:50].astype("float32")[..., None]
+    seen = {name: np.asarray(RandomPen(1.0, seed=0, styles=name)(x, training=True))
+            for name in PEN_STYLES}
+    ink = {name: (y > 127).sum() for name, y in seen.items()}
+    assert (x > 127).sum() < ink["thick"] < ink["marker"]  # 2 px, then 4 px thicker
+    for name, y in seen.items():
+        assert y.shape == x.shape and not np.allclose(y, x), name
+    # a low-resolution scan blurs but keeps the ink where it was (mass within 10%)
+    for name in ("low10", "low14"):
+        assert abs(seen[name].sum() / x.sum() - 1) < 0.1, name
+
+
+def test_random_pen_gives_each_style_an_equal_part_of_its_share(mnist):
+    from digit_recognizer.model import RandomPen
+
+    x = mnist["test_pixels"][:300].astype("float32")[..., None]
+    styles = ["thick", "marker", "low10"]
+    y = np.asarray(RandomPen(1.0, seed=0, styles=",".join(styles))(x, training=True))
+    each = [np.asarray(RandomPen(1.0, seed=0, styles=s)(x, training=True)) for s in styles]
+    which = np.array([[np.allclose(y[i], e[i], atol=1e-3) for e in each] for i in range(300)])
+    assert which.any(axis=1).all()  # every image is exactly one style's, not a mixture
+    counts = which.argmax(axis=1)
+    assert all(abs((counts == k).sum() - 100) < 35 for k in range(3)), np.bincount(counts)
+
+
+def test_an_unknown_pen_style_is_refused_with_the_choices():
+    from digit_recognizer.config import get_recipe
+    from digit_recognizer.model import build_model
+
+    with pytest.raises(ValueError, match="unknown pen style crayon; choose from thick"):
+        build_model(get_recipe("default").replace(pen_styles="thick,crayon"))
+
+
 def test_a_model_with_random_pen_saves_and_loads_safely(tmp_path):
     from digit_recognizer.backend import keras
     from digit_recognizer.config import get_recipe

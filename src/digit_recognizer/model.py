@@ -18,17 +18,49 @@ INPUT_SHAPE = (28, 28, 1)
 N_CLASSES = 10
 
 
+# How another pen or scanner than MNIST's would have made a digit (raw pixels, ink bright):
+# strokes 2 or 4 px thicker (a marker: 3x3 or 5x5 maximum filter), or the digit scanned at low
+# resolution (averaged down to 10 or 14 px, enlarged back with bilinear interpolation: blocky,
+# blurred strokes), or a thick pen scanned at 12 px.
+def _thicker(x, px: int):
+    return keras.ops.nn.max_pool(x, px + 1, strides=1, padding="same")
+
+
+def _scanned_at(x, size: int):
+    ops = keras.ops
+    return ops.image.resize(ops.image.resize(x, (size, size), interpolation="area"),
+                            INPUT_SHAPE[:2], interpolation="bilinear")
+
+
+PEN_STYLES = {
+    "thick": lambda x: _thicker(x, 2),
+    "marker": lambda x: _thicker(x, 4),
+    "low10": lambda x: _scanned_at(x, 10),
+    "low14": lambda x: _scanned_at(x, 14),
+    "thick-low12": lambda x: _scanned_at(_thicker(x, 2), 12),
+}
+
+
+def check_pen_styles(styles: str) -> tuple[str, ...]:
+    names = tuple(s.strip() for s in styles.split(",") if s.strip())
+    unknown = [s for s in names if s not in PEN_STYLES]
+    if unknown or not names:
+        raise ValueError(f"unknown pen style {', '.join(unknown) or repr(styles)}; choose from "
+                         f"{', '.join(PEN_STYLES)} (comma-separated)")
+    return names
+
+
 @keras.saving.register_keras_serializable(package="digit_recognizer")
 class RandomPen(layers.Layer):
     """Training only: a `rate` share of the images as another pen or scanner than MNIST's
-    would make them: strokes 2 px thicker (a marker: 3x3 maximum filter), or the digit scanned
-    at low resolution (averaged down to 10 or 14 px, enlarged back with bilinear
-    interpolation: blocky, blurred strokes), a third of that share each. Raw pixels in and
-    out; identity at inference."""
+    would make them, an equal part of that share in each of `styles` (names in PEN_STYLES).
+    Raw pixels in and out; identity at inference."""
 
-    def __init__(self, rate: float, seed: int | None = None, **kwargs):
+    def __init__(self, rate: float, seed: int | None = None,
+                 styles: str = "thick,low10,low14", **kwargs):
         super().__init__(**kwargs)
-        self.rate, self.seed = rate, seed
+        self.rate, self.seed, self.styles = rate, seed, styles
+        self._styles = check_pen_styles(styles)
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def call(self, x, training=None):
@@ -36,25 +68,26 @@ class RandomPen(layers.Layer):
             return x
         ops = keras.ops
         u = keras.random.uniform((ops.shape(x)[0], 1, 1, 1), seed=self.seed_generator)
-        thick = ops.nn.max_pool(x, 3, strides=1, padding="same")
-        low = [ops.image.resize(ops.image.resize(x, (s, s), interpolation="area"), (28, 28),
-                                interpolation="bilinear") for s in (10, 14)]
-        step = self.rate / 3
-        return ops.where(u < step, thick, ops.where(u < 2 * step, low[0],
-                                                    ops.where(u < self.rate, low[1], x)))
+        step = self.rate / len(self._styles)
+        out = x
+        for i in reversed(range(len(self._styles))):  # style i where u in [i, i+1) * step
+            out = ops.where(u < (i + 1) * step, PEN_STYLES[self._styles[i]](x), out)
+        return out
 
     def compute_output_shape(self, input_shape):
         return input_shape
 
     def get_config(self):
-        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed,
+                "styles": self.styles}
 
 
 def build_augmentation(config: Config) -> keras.Sequential:
     """Random rotation/zoom/shift as in the tutorial's ImageDataGenerator (training only),
     after RandomPen when the recipe asks for other pens (`pen` > 0)."""
     seed = config.seed
-    pen = [RandomPen(config.pen, seed=seed + 3)] if config.pen > 0 else []
+    pen = [RandomPen(config.pen, seed=seed + 3, styles=config.pen_styles)] \
+        if config.pen > 0 else []
     return keras.Sequential(pen + [
         layers.RandomRotation(config.rotation / 360.0, fill_mode="constant", fill_value=0.0,
                               seed=seed),
