@@ -5,6 +5,7 @@ exit code 2, no traceback, and leave the output untouched.
 """
 
 import gzip
+import json
 
 import pytest
 
@@ -114,6 +115,23 @@ def test_gzipped_bad_row_is_located_too(tmp_path, capsys):
     path = _write(tmp_path, "g", f"{TRAIN_HEADER}\n{row()}\n{row(label='b')}\n", gz=True)
     code = main(["train", str(path), "--run-dir", str(tmp_path / "run")])
     _check(capsys, code, path, "line 3")
+
+
+@pytest.mark.parametrize("field, value, words", [
+    ("pen_styles", "thick,crayon", "unknown pen style crayon; choose from thick, marker"),
+    ("conv_norm", "sideways", "unknown conv_norm 'sideways'; choose from before_pool"),
+    ("architecture", "resnet", "unknown architecture 'resnet'"),
+])
+def test_a_recipe_file_naming_what_does_not_exist(field, value, words, tmp_path, capsys,
+                                                  small_demo):
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text(json.dumps({"architecture": "quick", "augment": True, "pen": 0.3,
+                                  field: value}))
+    run = tmp_path / "run"
+    code = main(["train", str(small_demo.train_csv), "--run-dir", str(run), "--recipe",
+                 str(recipe)])
+    err = _check(capsys, code, recipe, None)
+    assert words in err and not run.exists()
 
 
 def test_missing_run_directory_for_predict(tmp_path, capsys, small_demo):

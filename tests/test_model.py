@@ -92,6 +92,14 @@ def test_an_unknown_pen_style_is_refused_with_the_choices():
         build_model(get_recipe("default").replace(pen_styles="thick,crayon"))
 
 
+def test_the_names_a_recipe_file_is_checked_against_are_what_the_model_builds():
+    from digit_recognizer.config import CHOICES, PEN_STYLE_NAMES
+    from digit_recognizer.model import ARCHITECTURES, PEN_STYLES
+
+    assert tuple(PEN_STYLES) == PEN_STYLE_NAMES
+    assert tuple(ARCHITECTURES) == CHOICES["architecture"]
+
+
 def test_a_model_with_random_pen_saves_and_loads_safely(tmp_path):
     from digit_recognizer.backend import keras
     from digit_recognizer.config import get_recipe

@@ -156,6 +156,36 @@ def get_recipe(name: str) -> Config:
                          "or give a recipe .json file") from None
 
 
+# The names some fields take, kept here rather than beside what builds them (model.py,
+# train.py) so that a recipe file is checked before Keras is imported.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "architecture": ("tutorial", "compact", "quick"),
+    "conv_norm": ("before_pool", "after_pool", "none"),
+    "optimizer": ("adam", "adamw", "rmsprop"),
+    "lr_schedule": ("onecycle", "plateau"),
+}
+PEN_STYLE_NAMES = ("thick", "marker", "low10", "low14", "thick-low12")
+
+
+def pen_style_names(styles: str) -> tuple[str, ...]:
+    """`pen_styles` ("thick,low10") as names; ValueError for an unknown or missing name."""
+    names = tuple(s.strip() for s in styles.split(",") if s.strip())
+    unknown = [s for s in names if s not in PEN_STYLE_NAMES]
+    if unknown or not names:
+        raise ValueError(f"unknown pen style {', '.join(unknown) or repr(styles)}; choose from "
+                         f"{', '.join(PEN_STYLE_NAMES)} (comma-separated)")
+    return names
+
+
+def check_choices(config: Config) -> None:
+    """ValueError naming the first field whose value is not one of its names."""
+    for field, names in CHOICES.items():
+        if getattr(config, field) not in names:
+            raise ValueError(f"unknown {field} {getattr(config, field)!r}; choose from "
+                             f"{', '.join(names)}")
+    pen_style_names(config.pen_styles)
+
+
 # Keys a recipe file may carry besides Config's fields (what made it: `digits sweep`).
 RECIPE_FILE_NOTES = ("sweep",)
 
@@ -187,5 +217,9 @@ def load_recipe_file(path) -> Config:
                 raise InputError(path, f"field '{name}' should be {expected.__name__}, not "
                                        f"{value!r}")
     config = Config.from_dict(values)
+    try:
+        check_choices(config)
+    except ValueError as e:
+        raise InputError(path, str(e)) from None
     return dataclasses.replace(config, **{k: float(getattr(config, k)) for k in fields
                                           if isinstance(getattr(default, k), float)})

@@ -10,7 +10,7 @@ caller can normalise test data by its own statistics (the tutorial's bug).
 from __future__ import annotations
 
 from .backend import keras
-from .config import Config
+from .config import CHOICES, Config, pen_style_names
 
 layers = keras.layers
 
@@ -41,26 +41,18 @@ PEN_STYLES = {
 }
 
 
-def check_pen_styles(styles: str) -> tuple[str, ...]:
-    names = tuple(s.strip() for s in styles.split(",") if s.strip())
-    unknown = [s for s in names if s not in PEN_STYLES]
-    if unknown or not names:
-        raise ValueError(f"unknown pen style {', '.join(unknown) or repr(styles)}; choose from "
-                         f"{', '.join(PEN_STYLES)} (comma-separated)")
-    return names
-
-
 @keras.saving.register_keras_serializable(package="digit_recognizer")
 class RandomPen(layers.Layer):
     """Training only: a `rate` share of the images as another pen or scanner than MNIST's
     would make them, an equal part of that share in each of `styles` (names in PEN_STYLES).
     Raw pixels in and out; identity at inference."""
 
+    # styles' default: the three that models saved before `styles` existed were trained with
     def __init__(self, rate: float, seed: int | None = None,
                  styles: str = "thick,low10,low14", **kwargs):
         super().__init__(**kwargs)
         self.rate, self.seed, self.styles = rate, seed, styles
-        self._styles = check_pen_styles(styles)
+        self._styles = pen_style_names(styles)
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def call(self, x, training=None):
@@ -136,7 +128,7 @@ def _compact_body(x, config: Config):
     return layers.Dropout(config.dropout)(x)
 
 
-CONV_NORMS = ("before_pool", "after_pool", "none")
+CONV_NORMS = CHOICES["conv_norm"]
 
 
 def _quick_body(x, config: Config):
