@@ -103,9 +103,9 @@ QUICK = Config(recipe="quick", architecture="quick", width=20, epochs=2, learnin
 # three first) 93.5% on markers but 97.6% fonts-handwriting and validation 99.30%; elastic
 # distortion of half the images (3x3 control grid, 1 or 2 px, with the three first pens)
 # lowered validation (99.22%, 99.01%) and most dev sets at 6 epochs (1 px: markers 91.9 ->
-# 91.0%, canvas 99.4 -> 99.0%, though 8x8 scans 96.1 -> 96.8%; 2 px: all but fonts-print). With the five pens, 7 epochs validated at 99.39% +-
-# 0.07 (bench/choose.py default '{"epochs": 7}'): +0.03 pt, about one validation image, for
-# 17% more training, so 6.
+# 91.0%, canvas 99.4 -> 99.0%, though 8x8 scans 96.1 -> 96.8%; 2 px: all but fonts-print).
+# With the five pens, 7 epochs validated at 99.39% +- 0.07 (bench/choose.py default
+# '{"epochs": 7}'): +0.03 pt, about one validation image, for 17% more training, so 6.
 # Tried on 2026-11-29 and not taken (bench/choose.py default, seeds 2-4, Intel Xeon with
 # AVX-512, 2 cores; this recipe: validation 99.37% +- 0.10 in 64.9 s of training):
 # - batch norm after pooling as in `quick`: 99.32% +- 0.11 in 44.0 s (8 epochs: 99.33% +- 0.03

@@ -10,7 +10,7 @@ caller can normalise test data by its own statistics (the tutorial's bug).
 from __future__ import annotations
 
 from .backend import keras
-from .config import CHOICES, Config, pen_style_names
+from .config import Config, check_choices, pen_style_names
 
 layers = keras.layers
 
@@ -128,9 +128,6 @@ def _compact_body(x, config: Config):
     return layers.Dropout(config.dropout)(x)
 
 
-CONV_NORMS = CHOICES["conv_norm"]
-
-
 def _quick_body(x, config: Config):
     """tuomaso/train_mnist_fast's net with batch norm, sized for seconds on 2 CPU cores:
     5x5 conv w (valid) -> pool -> 3x3 conv 4w/3 (valid) -> pool -> dense 256. About 2.5 MFLOPs
@@ -141,9 +138,7 @@ def _quick_body(x, config: Config):
     cut an epoch of `quick` from 6.2 to 3.8 s on 2 cores (no batch norm at all: 3.1 s).
     """
     w = config.width
-    norm = config.conv_norm
-    if norm not in CONV_NORMS:
-        raise ValueError(f"unknown conv_norm {norm!r}; choose from {', '.join(CONV_NORMS)}")
+    norm = config.conv_norm  # one of config.CHOICES["conv_norm"], checked by build_model
     for filters, kernel in ((w, 5), (w + w // 3, 3)):
         x = layers.Conv2D(filters, kernel, padding="valid", use_bias=norm == "none")(x)
         if norm == "before_pool":
@@ -171,9 +166,7 @@ ARCHITECTURES = {
 def build_model(config: Config, pixel_mean: float = 33.0, pixel_std: float = 78.0) -> keras.Model:
     """The network for `config`, normalising inputs by the given training-split statistics
     (pixel units, 0-255). Uncompiled: training chooses the optimizer and schedule."""
-    if config.architecture not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {config.architecture!r}; "
-                         f"choose from {', '.join(ARCHITECTURES)}")
+    check_choices(config)  # the names a recipe file is checked against, before any layer
     inputs = keras.Input(INPUT_SHAPE, name="pixels")
     x = build_augmentation(config)(inputs) if config.augment else inputs
     # (x - mean) / std as one affine layer: x * (1/std) + (-mean/std)
