@@ -467,7 +467,10 @@ def accuracy_versus_time(results: dict) -> list[str]:
     for name in ("quick", "default", "fast", "best"):
         r = results.get(name)
         if r and "selected_accuracy" in r:
-            rows.append(f"| {name} | 1 | {r['train_seconds']:.0f} s "
+            # One model per seed; with several seeds each cell is their mean.
+            seeds = r.get("seeds", [r.get("seed", SEED)])
+            models = "1" if len(seeds) == 1 else f"1 (mean of seeds {','.join(map(str, seeds))})"
+            rows.append(f"| {name} | {models} | {r['train_seconds']:.0f} s "
                         f"| {r['selected_accuracy']:.2%} | {r['selected_accuracy_tta']:.2%} |")
     ensemble = results.get("ensemble")
     for r in ensemble["rounds"] if ensemble else []:
