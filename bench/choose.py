@@ -30,7 +30,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3, help="seeds 2, 3, ... (one split each)")
     parser.add_argument("--data", type=Path, default=ROOT / "data")
     args = parser.parse_args()
-    from digit_recognizer.config import get_recipe
+    from digit_recognizer.config import check_choices, get_recipe
     from digit_recognizer.data import load_train_csv
     from digit_recognizer.train import train
 
@@ -42,6 +42,10 @@ def main() -> None:
             overrides.update(json.loads(arg))
         else:
             recipe = arg
+    try:  # a mistyped recipe or override fails here, not after minutes of training
+        check_choices(get_recipe(recipe).replace(**overrides))
+    except (ValueError, TypeError) as e:
+        parser.error(str(e))
     data = load_train_csv(args.data / "train.csv")
     last, selected, seconds = [], [], []
     for seed in range(2, 2 + args.seeds):
