@@ -22,8 +22,9 @@ what a person photographing or drawing a digit gets:
                      from the fonts, pen shapes (star, heart, grid, spiral...) and scribbles
                      on the canvas, and photos of some of them; right = "no digit found"
 
-MNIST's held-out set is scored twice: as the CSV path reads it (always a label) and as images
-(`mnist-held-out-as-images`: the images path may answer "no digit found").
+With `--split test`, MNIST's held-out set is scored twice: as the CSV path reads it (always a
+label) and as images (`mnist-held-out-as-images`: the images path may answer "no digit
+found"). `--split dev`, the split choices are made on, does not read it.
 
 Each set comes in two disjoint splits made from fixed seeds (every run of the bench sees the
 same images): `--split dev`, on which settings such as the recipes' `pen` share were chosen,
@@ -286,10 +287,12 @@ def write_sets(sets, out: Path = OUT) -> dict[str, tuple[list[Path], np.ndarray]
 
 
 def evaluate(run_dir, written, tta: bool = False, show: bool = False,
-             quantile: float | None = None) -> dict:
+             quantile: float | None = None, held_out: bool = True) -> dict:
     """Accuracy on each set through the `digits predict IMAGE` path (an image answered "no
-    digit found" counts as wrong for a digit, right for `not-digits`), and MNIST's held-out
-    through both paths: the CSV (always a label) and the images' (with "no digit" answers)."""
+    digit found" counts as wrong for a digit, right for `not-digits`), and with `held_out`
+    MNIST's held-out through both paths: the CSV (always a label) and the images' (with "no
+    digit" answers). The dev split, where choices are made, passes held_out=False: the
+    held-out set is only observed, never shown beside a choice."""
     from digit_recognizer.demo import load_embedded_mnist
     from digit_recognizer.images import NoDigitFound, find_digits, save_digit_png
     from digit_recognizer.predict import answer_digits, load_run
@@ -300,17 +303,19 @@ def evaluate(run_dir, written, tta: bool = False, show: bool = False,
     elif quantile is not None:  # the check's threshold at another validation quantile
         run = dataclasses.replace(run, spaces=tuple(dataclasses.replace(s, quantile=quantile)
                                                     for s in run.spaces))
-    mnist = load_embedded_mnist()
-    mnist_answers = answer_digits(run, mnist["test_pixels"])  # one pass: label and refusal
-    held_out = (np.array([a.probabilities.argmax() for a in mnist_answers])
-                == mnist["test_labels"])
-    answered = np.array([-1 if a.label is None else a.label for a in mnist_answers])
-    results = {"mnist-held-out": {"images": len(held_out), "accuracy": float(held_out.mean()),
-                                  "no_digit": 0},
-               "mnist-held-out-as-images": {
-                   "images": len(held_out),
-                   "accuracy": float((answered == mnist["test_labels"]).mean()),
-                   "no_digit": int((answered == -1).sum())}}
+    results = {}
+    if held_out:
+        mnist = load_embedded_mnist()
+        mnist_answers = answer_digits(run, mnist["test_pixels"])  # one pass: label and refusal
+        right = (np.array([a.probabilities.argmax() for a in mnist_answers])
+                 == mnist["test_labels"])
+        answered = np.array([-1 if a.label is None else a.label for a in mnist_answers])
+        results = {"mnist-held-out": {"images": len(right), "accuracy": float(right.mean()),
+                                      "no_digit": 0},
+                   "mnist-held-out-as-images": {
+                       "images": len(right),
+                       "accuracy": float((answered == mnist["test_labels"]).mean()),
+                       "no_digit": int((answered == -1).sum())}}
     for name, (paths, labels) in written.items():
         found = find_digits(paths)
         ok = np.array([not isinstance(d, NoDigitFound) for d in found])
@@ -391,14 +396,16 @@ def main() -> None:
                         str(ROOT / "data" / "train.csv"), "--run-dir", str(runs[0])],
                        check=True, stdout=subprocess.DEVNULL)
 
+    held_out = args.split == "test"  # never beside the dev split's choices
     start = time.perf_counter()
     written = write_sets(make_sets(args.split), OUT / args.split)
     made = time.perf_counter() - start
     if args.quantiles:
-        table = {f"{run}@{q:g}": evaluate(run, written, args.tta, args.show, q)
+        table = {f"{run}@{q:g}": evaluate(run, written, args.tta, args.show, q, held_out)
                  for run in runs for q in args.quantiles}
     else:
-        table = {str(run): evaluate(run, written, args.tta, args.show) for run in runs}
+        table = {str(run): evaluate(run, written, args.tta, args.show, held_out=held_out)
+                 for run in runs}
     if args.sheet:
         draw_sheet(written, args.sheet)
     (ROOT / "bench" / "results" / f"handwriting-{args.split}.json").write_text(json.dumps(
