@@ -70,6 +70,19 @@ def test_a_trained_run_accepts_its_own_validation_digits(tiny_run, small_demo):
                                run_proba(run, split.x_val), atol=1e-5)
 
 
+def test_with_tta_the_answers_carry_the_tta_probabilities(tiny_run, mnist, tmp_path):
+    """The images themselves go through the network once (with their distance); the other
+    views are added: the same probabilities as run_proba with TTA, for a run and its export."""
+    digits = mnist["test_pixels"][:16]
+    for source in (tiny_run[0], export_run(tiny_run[0], "onnx", tmp_path / "m.onnx").path):
+        run = load_run(source, tta=True)
+        answers = answer_digits(run, digits)
+        expected = run_proba(run, digits)
+        assert not np.allclose(expected, run_proba(load_run(source), digits), atol=1e-4)
+        np.testing.assert_allclose(np.stack([a.probabilities for a in answers]), expected,
+                                   atol=1e-5)
+
+
 @pytest.fixture(scope="module")
 def strict_run(tiny_run, tmp_path_factory):
     """A copy of the tiny run whose digit space accepts nothing: every image is far."""
