@@ -182,8 +182,6 @@ def get_recipe(name: str) -> Config:
                          "or give a recipe .json file") from None
 
 
-
-
 def pen_style_names(styles: str) -> tuple[str, ...]:
     """`pen_styles` ("thick,low10") as names; ValueError for an unknown or missing name."""
     names = tuple(s.strip() for s in styles.split(",") if s.strip())
