@@ -249,3 +249,18 @@ def test_info_names_versions_and_devices():
     assert lines["keras"][0].isdigit() and "CPU" in lines["devices"]
     assert lines["gpu"].startswith("none found") or "training uses it" in lines["gpu"]
     assert np.char.isnumeric(lines["digits"].replace(".", "")).item()
+
+
+def test_the_sweep_progress_callback_pickles_after_print_is_replaced(monkeypatch):
+    """Ray Tune pickles the sweep's callbacks; a Ray component may have replaced
+    builtins.print in the driver by then (a CI run failed so): our log must still pickle."""
+    import builtins
+
+    from ray import cloudpickle
+
+    from digit_recognizer.commands import log
+    from digit_recognizer.sweep import _progress_callback
+
+    monkeypatch.setattr(builtins, "print", lambda *args, **kwargs: None)
+    callback = cloudpickle.loads(cloudpickle.dumps(_progress_callback(3, 2, log)))
+    assert callback.done == 0

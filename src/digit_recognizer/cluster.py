@@ -45,6 +45,9 @@ def connect(address: str | None = None):
         raise InputError("ray", "is not installed: `pip install 'digit-recognizer[ray]'`") from e
     if ray.is_initialized():
         return ray
+    # Ray's progress bars replace builtins.print in this process unless told not to: the
+    # terminal shows our lines as we print them, and what Tune pickles keeps the real print.
+    os.environ.setdefault("RAY_TQDM_PATCH_PRINT", "0")
     try:
         ray.init(address=address, include_dashboard=False, log_to_driver=False,
                  logging_level=logging.ERROR, configure_logging=True)

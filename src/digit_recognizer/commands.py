@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import functools
 import sys
 import time
 from pathlib import Path
@@ -27,7 +26,14 @@ from .sweep import load_space, run_sweep
 from .train import train
 
 EXIT_NO_DIGIT = 1  # predict on images: none of them held a digit
-log = functools.partial(print, flush=True)  # progress lines reach a pipe or log file at once
+
+
+def log(*parts) -> None:
+    """A progress line, flushed so that it reaches a pipe or log file at once. A module-level
+    function, not partial(print): Ray Tune pickles the sweep's progress callback with it, and
+    a partial holds `print` itself, which no longer pickles once a Ray component has replaced
+    builtins.print (seen in CI: "Can't pickle <built-in function print>")."""
+    print(*parts, flush=True)
 
 
 def cmd_demo_data(args) -> int:
