@@ -75,8 +75,6 @@ def load_image(source, name: str | None = None) -> np.ndarray:
 
 def to_mnist(grey: np.ndarray, name: str = "image") -> np.ndarray:
     """MNIST's preprocessing of a grey image (any size, either polarity) -> uint8 (28, 28)."""
-    from PIL import Image
-
     grey = np.asarray(grey, dtype=np.float32)
     if grey.ndim != 2 or min(grey.shape) < 1:
         raise InputError(name, f"expected a 2-D grey image, got shape {grey.shape}")
@@ -86,7 +84,13 @@ def to_mnist(grey: np.ndarray, name: str = "image") -> np.ndarray:
     dark_ink = level > 127.5
     background = background_surface(grey, level, dark_ink)
     ink = (background - grey) if dark_ink else (grey - background)
-    ink = np.clip(ink, 0, None)
+    return ink_to_mnist(np.clip(ink, 0, None), name)
+
+
+def ink_to_mnist(ink: np.ndarray, name: str = "image") -> np.ndarray:
+    """The rest of to_mnist, from an ink map (float, 0 = no ink, either scale) on an even
+    background: MNIST's 20 px box and centre of mass -> uint8 (28, 28)."""
+    ink = np.asarray(ink, dtype=np.float32)
     if ink.max() < MIN_INK_CONTRAST:
         raise NoDigitFound(name, "no digit found (no ink against the background; the "
                                  f"strongest contrast is {ink.max():.0f} of 255, below "
