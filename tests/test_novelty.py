@@ -17,7 +17,7 @@ from digit_recognizer.errors import InputError
 from digit_recognizer.export import export_run
 from digit_recognizer.novelty import (DIGIT_SPACE_FILE, THRESHOLD_QUANTILE, fit_digit_space,
                                       load_digit_space, save_digit_space)
-from digit_recognizer.predict import answer_digits, load_run, run_proba
+from digit_recognizer.predict import answer_digits, load_run, run_outputs, run_proba
 from digit_recognizer.serve import create_app
 from digit_recognizer.train import split_train_val
 
@@ -83,13 +83,60 @@ def test_with_tta_the_answers_carry_the_tta_probabilities(tiny_run, mnist, tmp_p
                                    atol=1e-5)
 
 
+def test_a_doubt_space_refuses_what_its_validation_digits_doubt_more_than(rng, tmp_path):
+    features, labels = clouds(rng, 2000)
+    top = np.sort(rng.uniform(0.5, 1.0, 10000))  # validation digits' top probabilities
+    space = fit_digit_space(features, labels, features, confidence=top)
+    path = tmp_path / DIGIT_SPACE_FILE
+    save_digit_space(space, path)
+    loaded = load_digit_space(path)
+    np.testing.assert_array_equal(loaded.confidence, top.astype(np.float32))
+    assert loaded.doubt_limit == pytest.approx(1 - np.percentile(top, 0.1), rel=1e-6)
+    probabilities = np.full((len(top), 10), 0.0)
+    probabilities[:, 3] = top
+    refused = (loaded.relative_distance(None, probabilities) > 1).mean()
+    assert 0 < refused <= 0.001
+    with pytest.raises(ValueError, match="probabilities"):
+        loaded.relative_distance(features)
+    assert load_digit_space(path).confidence is not None
+    plain = fit_digit_space(features, labels, features)  # the feature-space check's file
+    save_digit_space(plain, path)
+    assert load_digit_space(path).confidence is None
+
+
+def test_a_run_with_made_up_non_digits_checks_doubt_everywhere(tiny_run, small_demo, tmp_path):
+    """Trained with made-up non-digits (Config.outliers), a run's check reads doubt instead of
+    the feature-space distance; its ONNX export carries the same answer (the export itself
+    refuses to write a graph whose distances differ), and so does the HTTP API."""
+    from digit_recognizer.train import train
+
+    assert tiny_run[1].outliers == 0 and load_run(tiny_run[0]).spaces[0].confidence is None
+    run_dir = tmp_path / "exposed"
+    train(tiny_run[1].replace(outliers=0.2), small_demo.train_csv, run_dir, verbose=0)
+    run = load_run(run_dir)
+    assert run.spaces[0].confidence is not None
+    split = split_train_val(load_train_csv(small_demo.train_csv), tiny_run[1].val_fraction,
+                            tiny_run[1].seed)
+    answers = answer_digits(run, split.x_val)  # calibrated on these: at most 0.1% refused
+    assert sum(a.label is None for a in answers) <= max(1, 0.001 * len(answers))
+    pixels = load_train_csv(small_demo.train_csv).pixels[:50]
+    probabilities, distances = run_outputs(run, pixels)
+    np.testing.assert_allclose(distances, (1 - probabilities.max(axis=1))
+                               / run.spaces[0].doubt_limit, rtol=1e-4)
+    exported = load_run(export_run(run_dir, "onnx", tmp_path / "exposed.onnx").path)
+    np.testing.assert_allclose(run_outputs(exported, pixels)[1], distances, rtol=1e-3, atol=1e-3)
+
+
 @pytest.fixture(scope="module")
 def strict_run(tiny_run, tmp_path_factory):
     """A copy of the tiny run whose digit space accepts nothing: every image is far."""
     run_dir = tmp_path_factory.mktemp("strict") / "run"
     shutil.copytree(tiny_run[0], run_dir)
     space = load_digit_space(run_dir / DIGIT_SPACE_FILE)
-    save_digit_space(dataclasses.replace(space, calibration=np.zeros(1, np.float32)),
+    # no distance and (for a run that reads doubt) no doubt is small enough
+    save_digit_space(dataclasses.replace(space, calibration=np.zeros(1, np.float32),
+                                         confidence=None if space.confidence is None
+                                         else np.full(1, 2.0, np.float32)),
                      run_dir / DIGIT_SPACE_FILE)
     return run_dir
 

@@ -115,12 +115,15 @@ def inference_model(run: LoadedRun, distance: bool = False):
     features = []
     if distance:
         outputs, features = [o[0] for o in outputs], [o[1] for o in outputs]
+        members = outputs  # each member's own probabilities, for a check that reads doubt
     probabilities = outputs[0] if len(outputs) == 1 else ops.mean(ops.stack(outputs), axis=0)
     if n_views > 1:
         probabilities = ops.mean(ops.reshape(probabilities, (-1, n_views, 10)), axis=1)
     if distance:  # of the image itself (view 0), mean over members, as run_outputs
         plain = [ops.reshape(f, (-1, n_views, f.shape[-1]))[:, 0] for f in features]
-        relative = [_relative_distance(f, space) for f, space in zip(plain, run.spaces)]
+        plain_p = [ops.reshape(p, (-1, n_views, 10))[:, 0] for p in members]
+        relative = [_relative_distance(f, p, space)
+                    for f, p, space in zip(plain, plain_p, run.spaces)]
         far = relative[0] if len(relative) == 1 else ops.mean(ops.stack(relative), axis=0)
         model = keras.Model(pixels, [probabilities, far], name="digits_inference")
     else:
@@ -129,13 +132,16 @@ def inference_model(run: LoadedRun, distance: bool = False):
     return model
 
 
-def _relative_distance(features, space):
+def _relative_distance(features, probabilities, space):
     """DigitSpace.relative_distance as a layer of the graph: min over the digits of
     (f - m) P (f - m) / threshold. The means and precision are the layer's (frozen) weights,
-    so the converters store them in the file rather than asking for them as inputs."""
+    so the converters store them in the file rather than asking for them as inputs. A space
+    that reads doubt: (1 - the top probability) / its limit."""
     from .backend import keras
 
     ops = keras.ops
+    if space.confidence is not None:
+        return (1.0 - ops.max(probabilities, axis=-1)) / space.doubt_limit
 
     class DigitDistance(keras.layers.Layer):
         def build(self, input_shape):

@@ -7,6 +7,11 @@ Mahalanobis distance to the nearest cloud (one covariance shared by the ten clas
 2018, "A Simple Unified Framework for Detecting Out-of-Distribution Samples") says how unlike
 every digit the network has seen an image is.
 
+A model trained with made-up non-digits (Config.outliers, outliers.py) has learnt to be unsure
+away from digits, and its feature space no longer tells them apart; its check reads that doubt
+instead: 1 - the top probability, with the same kind of threshold (the same quantile of the
+validation digits' doubt). Measured on the dev split: bench/README.md.
+
 Fitted once per model, after training, on the training split; its threshold is the
 THRESHOLD_QUANTILE of the validation split's distances, so by construction about 0.1% of
 digits like the validation rows are answered "no digit found". That quantile was chosen on the
@@ -39,15 +44,30 @@ class DigitSpace:
     precision: np.ndarray  # float32 (d, d): inverse of the shared covariance
     calibration: np.ndarray  # float32, sorted: the validation digits' squared distances
     quantile: float = THRESHOLD_QUANTILE  # % of `calibration` within the threshold
+    # float32, sorted: the validation digits' top probabilities. Present for a run trained with
+    # made-up non-digits: then the check reads the doubt (1 - top probability), not distances.
+    confidence: np.ndarray | None = None
 
     @property
     def threshold(self) -> float:
         """The squared distance beyond which an image is far from any digit."""
         return max(float(np.percentile(self.calibration, self.quantile)), 1e-9)
 
-    def relative_distance(self, features: np.ndarray) -> np.ndarray:
-        """Squared distance to the nearest digit / threshold, float32 (n,): above 1 means far
-        from any digit."""
+    @property
+    def doubt_limit(self) -> float:
+        """With `confidence`: the most doubt (1 - top probability) a digit may show."""
+        return max(1.0 - float(np.percentile(self.confidence, 100 - self.quantile)), 1e-6)
+
+    def relative_distance(self, features: np.ndarray,
+                          probabilities: np.ndarray | None = None) -> np.ndarray:
+        """How far from any digit, relative to the limit, float32 (n,): above 1 means no
+        digit. The squared distance to the nearest digit / threshold, or with `confidence`
+        the doubt of `probabilities` (n, 10) / doubt_limit."""
+        if self.confidence is not None:
+            if probabilities is None:
+                raise ValueError("this digit space reads the probabilities: pass them")
+            top = np.asarray(probabilities, dtype=np.float64).max(axis=1)
+            return ((1.0 - top) / self.doubt_limit).astype(np.float32)
         return (nearest_squared_distance(features, self.means, self.precision)
                 / self.threshold).astype(np.float32)
 
@@ -63,10 +83,12 @@ def nearest_squared_distance(features, means, precision) -> np.ndarray:
 
 
 def fit_digit_space(features: np.ndarray, labels: np.ndarray, calibration: np.ndarray,
-                    quantile: float = THRESHOLD_QUANTILE) -> DigitSpace:
+                    quantile: float = THRESHOLD_QUANTILE,
+                    confidence: np.ndarray | None = None) -> DigitSpace:
     """Class means and shared covariance of training `features` (n, d) with `labels`; the
     threshold is the `quantile` % of the distances of `calibration` features (digits the model
-    was not trained on: the validation split)."""
+    was not trained on: the validation split). `confidence`: the same digits' top
+    probabilities, for a check that reads doubt instead (a run with made-up non-digits)."""
     features = np.asarray(features, dtype=np.float64)
     labels = np.asarray(labels)
     classes = np.unique(labels)
@@ -78,7 +100,9 @@ def fit_digit_space(features: np.ndarray, labels: np.ndarray, calibration: np.nd
     precision = np.linalg.inv(covariance + RIDGE * np.eye(len(covariance)))
     means, precision = means[classes].astype(np.float32), precision.astype(np.float32)
     distances = np.sort(nearest_squared_distance(calibration, means, precision))
-    return DigitSpace(means, precision, distances.astype(np.float32), quantile)
+    return DigitSpace(means, precision, distances.astype(np.float32), quantile,
+                      None if confidence is None
+                      else np.sort(np.asarray(confidence, dtype=np.float32)))
 
 
 def feature_model(model):
@@ -102,7 +126,8 @@ def probabilities_and_features(net, inputs: np.ndarray, batch_size: int = 1024):
 def save_digit_space(space: DigitSpace, path) -> None:
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, means=space.means, precision=space.precision,
-                 calibration=space.calibration, quantile=np.float64(space.quantile))
+                 calibration=space.calibration, quantile=np.float64(space.quantile),
+                 **({} if space.confidence is None else {"confidence": space.confidence}))
 
 
 def load_digit_space(path) -> DigitSpace | None:
@@ -113,6 +138,7 @@ def load_digit_space(path) -> DigitSpace | None:
     try:
         with np.load(path) as f:
             return DigitSpace(f["means"], f["precision"], f["calibration"],
-                              float(f["quantile"]))
+                              float(f["quantile"]),
+                              f["confidence"] if "confidence" in f.files else None)
     except (OSError, ValueError, KeyError) as e:
         raise InputError(path, f"is not a readable digit space ({type(e).__name__})") from e

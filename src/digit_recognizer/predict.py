@@ -210,7 +210,7 @@ def run_outputs(run: LoadedRun, pixels: np.ndarray) -> tuple[np.ndarray, np.ndar
     for net, space in zip(run.feature_nets, run.spaces):
         p, features = probabilities_and_features(net, x)
         total += p
-        distance += space.relative_distance(features)
+        distance += space.relative_distance(features, p)
     probabilities = _with_other_views(run, pixels, total / len(run.spaces))
     return probabilities, (distance / len(run.spaces)).astype(np.float32)
 
@@ -238,8 +238,9 @@ class DigitAnswer:
 
 
 def far_from_digits_reason(distance: float) -> str:
-    return (f"no digit found (unlike every digit the model learned: {distance:.1f} times the "
-            "distance it accepts)")
+    """The same words for both checks (novelty.py): distance from the digits, or doubt."""
+    return (f"no digit found (unlike every digit the model learned: {distance:.1f} times what "
+            "it accepts)")
 
 
 def answer_digits(run: LoadedRun, digits: np.ndarray) -> list[DigitAnswer]:

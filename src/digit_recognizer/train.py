@@ -28,6 +28,7 @@ from .data import IMAGE_SIZE, DigitsData, load_train_csv, to_inputs
 from .errors import DataWarning, InputError
 from .files import check_writable, read_json, write_json_atomic
 from .novelty import DIGIT_SPACE_FILE
+from .outliers import outlier_count, with_outliers
 from .plots import plot_curves
 from .rundir import (BACKUP_DIR, CONFIG_FILE, CURVES_FILE, HISTORY_FILE, MODEL_FILE,
                      check_run_dir)
@@ -327,8 +328,9 @@ def train(config: Config, train_data: DigitsData | str | os.PathLike, run_dir,
     (run_dir / DIGIT_SPACE_FILE).unlink(missing_ok=True)  # fitted again on the final model
     history = History(run_dir / HISTORY_FILE, _history_rows(run_dir) if resume else None)
     keras.utils.set_random_seed(config.seed)
-    mean, std = pixel_statistics(split.x_train)
-    steps_per_epoch = -(-len(split.x_train) // config.batch_size)
+    mean, std = pixel_statistics(split.x_train)  # of the digits only
+    n_train = len(split.x_train) + outlier_count(len(split.x_train), config.outliers)
+    steps_per_epoch = -(-n_train // config.batch_size)
     model = compile_model(build_model(config, mean, std), config, steps_per_epoch)
     monitor = "val_accuracy" if len(split.x_val) else "accuracy"
     info = run_info(config, data, split, mean, std)
@@ -336,7 +338,10 @@ def train(config: Config, train_data: DigitsData | str | os.PathLike, run_dir,
 
     targets = (teacher_targets(config.teacher, split.x_train, config.teacher_temperature)
                if config.teacher else split.y_train)
-    train_ds = make_dataset(split.x_train, targets, config.batch_size, True, config.seed)
+    x_train = split.x_train
+    if config.outliers > 0:  # made-up non-digits after the digits, with the uniform target
+        x_train, targets = with_outliers(x_train, targets, config.outliers, config.seed)
+    train_ds = make_dataset(x_train, targets, config.batch_size, True, config.seed)
     val_ds = (make_dataset(split.x_val, split.y_val, 1024, False, config.seed)
               if len(split.x_val) else None)
     if verbose == "auto":
@@ -352,7 +357,7 @@ def train(config: Config, train_data: DigitsData | str | os.PathLike, run_dir,
                 split.val_indices)
         raise
     seconds = time.perf_counter() - start
-    fit_run_digit_space(run_dir, split, config.seed)
+    fit_run_digit_space(run_dir, split, config.seed, by_doubt=config.outliers > 0)
     return _finish(run_dir, info, history, monitor, "complete", seconds, split.val_indices)
 
 
@@ -368,9 +373,11 @@ def teacher_targets(teacher, pixels: np.ndarray, temperature: float = 1.0) -> np
     return p.astype(np.float32)
 
 
-def fit_run_digit_space(run_dir: Path, split: Split, seed: int) -> None:
+def fit_run_digit_space(run_dir: Path, split: Split, seed: int, by_doubt: bool = False) -> None:
     """The best model's digit space (novelty.py), fitted on up to MAX_FIT_ROWS training rows
-    and calibrated on the validation rows (on the training rows themselves without a split)."""
+    and calibrated on the validation rows (on the training rows themselves without a split).
+    `by_doubt` (a run trained with made-up non-digits): the check reads the top probability,
+    calibrated on the same rows, instead of the feature-space distance."""
     from .backend import keras
     from .model import RandomPen  # noqa: F401 - registers our one custom layer for loading
     from .novelty import (MAX_FIT_ROWS, MIN_FIT_ROWS, feature_model, fit_digit_space,
@@ -384,12 +391,11 @@ def fit_run_digit_space(run_dir: Path, split: Split, seed: int) -> None:
     if len(rows) > MAX_FIT_ROWS:
         rows = np.sort(np.random.default_rng(seed).choice(rows, MAX_FIT_ROWS, replace=False))
 
-    def features_of(pixels):
-        return probabilities_and_features(features, to_inputs(pixels))[1]
-
-    fitted = features_of(split.x_train[rows])
-    calibration = features_of(split.x_val) if len(split.x_val) else fitted
-    save_digit_space(fit_digit_space(fitted, split.y_train[rows], calibration),
+    fit_p, fitted = probabilities_and_features(features, to_inputs(split.x_train[rows]))
+    val_p, calibration = (probabilities_and_features(features, to_inputs(split.x_val))
+                          if len(split.x_val) else (fit_p, fitted))
+    save_digit_space(fit_digit_space(fitted, split.y_train[rows], calibration,
+                                     confidence=val_p.max(axis=1) if by_doubt else None),
                      run_dir / DIGIT_SPACE_FILE)
 
 

@@ -111,7 +111,7 @@ window.localAnswer = async function (canvas) {
   if (far > 1)
     return {label: null, probabilities, top3: [], pixels: Array.from(digit.pixels),
             reason: `no digit found (unlike every digit the model learned: ${far.toFixed(1)} ` +
-                    `times the distance it accepts)`};
+                    `times what it accepts)`};
   const order = probabilities.map((p, d) => [p, d]).sort((a, b) => b[0] - a[0] || a[1] - b[1]);
   return {label: order[0][1], probabilities, pixels: Array.from(digit.pixels),
           top3: order.slice(0, 3).map(([probability, digit]) => ({digit, probability}))};
