@@ -27,6 +27,7 @@ from .errors import InputError
 from .files import atomic_path
 
 IMAGE_SIZE = 28
+N_CLASSES = 10  # the digits 0-9: Kaggle's labels, and every model's outputs
 N_PIXELS = IMAGE_SIZE * IMAGE_SIZE
 PIXEL_COLUMNS = tuple(f"pixel{i}" for i in range(N_PIXELS))
 TRAIN_COLUMNS = ("label", *PIXEL_COLUMNS)

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from .backend import keras
 from .config import Config, check_choices, pen_style_names
+from .data import N_CLASSES
 
 layers = keras.layers
 
 INPUT_SHAPE = (28, 28, 1)
-N_CLASSES = 10
 
 
 # How another pen or scanner than MNIST's would have made a digit (raw pixels, ink bright):

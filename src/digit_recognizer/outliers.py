@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .data import N_CLASSES
+
 CANVAS = 112  # px: drawn at 4x MNIST's size, then read by images.to_mnist
-N_CLASSES = 10
 
 
 def made_up_non_digits(n: int, seed: int) -> np.ndarray:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import Config
-from .data import IMAGE_SIZE, DigitsData, load_train_csv, to_inputs
+from .data import IMAGE_SIZE, N_CLASSES, DigitsData, load_train_csv, to_inputs
 from .errors import DataWarning, InputError
 from .files import check_writable, read_json, write_json_atomic
 from .novelty import DIGIT_SPACE_FILE
@@ -32,8 +32,6 @@ from .outliers import outlier_count, with_outliers
 from .plots import plot_curves
 from .rundir import (BACKUP_DIR, CONFIG_FILE, CURVES_FILE, HISTORY_FILE, MODEL_FILE,
                      check_run_dir)
-
-N_CLASSES = 10
 
 
 @dataclass(frozen=True)
