@@ -183,13 +183,16 @@ def tta_views(pixels: np.ndarray) -> list[np.ndarray]:
     return views
 
 
-def run_proba(run: LoadedRun, pixels: np.ndarray) -> np.ndarray:
+def run_proba(run: LoadedRun, pixels: np.ndarray, plain: np.ndarray | None = None) -> np.ndarray:
     """A run's probabilities: the mean over its members (and over the TTA views if the run
-    was loaded with `tta`)."""
+    was loaded with `tta`). `plain`: the members' mean for the images themselves when the
+    caller has it already (run_outputs): only the other views still need the network."""
     views = tta_views(pixels) if run.tta else [pixels]
     total = np.zeros((len(pixels), 10), dtype=np.float64)
+    if plain is not None:
+        total += np.asarray(plain, dtype=np.float64) * len(run.models)
     for model in run.models:
-        for view in views:
+        for view in views[0 if plain is None else 1:]:
             total += predict_proba(model, view)
     return (total / (len(run.models) * len(views))).astype(np.float32)
 
@@ -202,7 +205,7 @@ def run_outputs(run: LoadedRun, pixels: np.ndarray) -> tuple[np.ndarray, np.ndar
         exported = run.models[0] if len(run.models) == 1 else None
         if getattr(exported, "has_distance", False):  # an ONNX export computes both
             probabilities, distance = exported.outputs_on_batch(to_inputs(pixels))
-            return _with_other_views(run, pixels, probabilities), distance
+            return run_proba(run, pixels, plain=probabilities), distance
         return run_proba(run, pixels), None
     x = to_inputs(pixels)
     total = np.zeros((len(x), 10), dtype=np.float64)
@@ -211,21 +214,8 @@ def run_outputs(run: LoadedRun, pixels: np.ndarray) -> tuple[np.ndarray, np.ndar
         p, features = probabilities_and_features(net, x)
         total += p
         distance += space.relative_distance(features, p)
-    probabilities = _with_other_views(run, pixels, total / len(run.spaces))
+    probabilities = run_proba(run, pixels, plain=total / len(run.spaces))
     return probabilities, (distance / len(run.spaces)).astype(np.float32)
-
-
-def _with_other_views(run: LoadedRun, pixels: np.ndarray, plain: np.ndarray) -> np.ndarray:
-    """run_proba's answer, given the members' mean probabilities for the images themselves
-    (`plain`): with TTA, only the other views still need the network (not the plain one twice)."""
-    if not run.tta:
-        return np.asarray(plain, dtype=np.float32)
-    views = tta_views(pixels)[1:]
-    total = np.asarray(plain, dtype=np.float64) * len(run.models)
-    for model in run.models:
-        for view in views:
-            total += predict_proba(model, view)
-    return (total / (len(run.models) * (len(views) + 1))).astype(np.float32)
 
 
 @dataclass(frozen=True)
