@@ -115,13 +115,12 @@ def inference_model(run: LoadedRun, distance: bool = False):
     features = []
     if distance:
         outputs, features = [o[0] for o in outputs], [o[1] for o in outputs]
-        members = outputs  # each member's own probabilities, for a check that reads doubt
     probabilities = outputs[0] if len(outputs) == 1 else ops.mean(ops.stack(outputs), axis=0)
     if n_views > 1:
         probabilities = ops.mean(ops.reshape(probabilities, (-1, n_views, 10)), axis=1)
     if distance:  # of the image itself (view 0), mean over members, as run_outputs
         plain = [ops.reshape(f, (-1, n_views, f.shape[-1]))[:, 0] for f in features]
-        plain_p = [ops.reshape(p, (-1, n_views, 10))[:, 0] for p in members]
+        plain_p = [ops.reshape(p, (-1, n_views, 10))[:, 0] for p in outputs]  # per member
         relative = [_relative_distance(f, p, space)
                     for f, p, space in zip(plain, plain_p, run.spaces)]
         far = relative[0] if len(relative) == 1 else ops.mean(ops.stack(relative), axis=0)
