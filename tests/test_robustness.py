@@ -55,6 +55,28 @@ def test_interrupt_keeps_files_and_resume_matches_an_uninterrupted_run(small_dem
         resume_training(run)
 
 
+
+def test_a_resumed_run_keeps_averaging_the_weights(small_demo, tmp_path):
+    """`ema`: the backup is taken at an epoch's end, when the model holds the weight average;
+    a resumed run must put the raw weights back to train on and keep the average as such. At
+    a momentum of 1 - 1e-7 the average stays at the first step's weights (where Keras starts
+    it) through the interruption; mixing the two up would save the raw weights instead."""
+    class FirstStep(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if not hasattr(self, "weights"):
+                self.weights = [w.copy() for w in self.model.get_weights() if w.ndim > 1]
+
+    config = get_recipe("quick").replace(epochs=4, batch_size=64, width=8, ema=1 - 1e-7,
+                                         steps_per_execution=1)
+    run, first = tmp_path / "run", FirstStep()
+    with pytest.raises(KeyboardInterrupt):
+        train(config, small_demo.train_csv, run, callbacks=[first, StopAtEpoch(2)], verbose=0)
+    assert resume_training(run, verbose=0).epochs_run == 4
+    saved = keras.saving.load_model(run / "model.keras", compile=False)
+    kernels = [w for w in saved.get_weights() if w.ndim > 1]
+    assert max(float(np.abs(a - b).max()) for a, b in zip(kernels, first.weights)) < 1e-5
+
+
 def _digits(*args):
     return [sys.executable, "-m", "digit_recognizer.cli", *map(str, args)]
 

@@ -143,3 +143,37 @@ def test_distilling_from_a_missing_run_fails_before_training(small_demo, tmp_pat
     with pytest.raises(InputError, match="its own teacher"):
         train(config.replace(teacher=str(tmp_path / "student")), small_demo.train_csv,
               tmp_path / "student", verbose=0)
+
+
+def test_weight_average_is_what_validation_the_saver_and_observers_see(small_demo, tmp_path):
+    """`ema`: the averaged weights, not the last step's, are validated, saved as model.keras
+    and shown to a caller's callbacks at each epoch's end. At a momentum of 1 - 1e-7 the
+    average barely leaves the first step's weights (Keras starts it there) while training
+    moves the raw ones."""
+    from digit_recognizer.config import get_recipe
+    from digit_recognizer.train import train
+
+    class Watch(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            self.raw = [w.copy() for w in self.model.get_weights()]
+            if not hasattr(self, "first"):
+                self.first = self.raw
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seen = [w.copy() for w in self.model.get_weights()]
+
+    def largest_change(weights, reference):
+        return max(float(np.abs(a - b).max()) for a, b in zip(weights, reference))
+
+    config = get_recipe("quick").replace(epochs=2, batch_size=64, width=8, ema=1 - 1e-7,
+                                         steps_per_execution=1)
+    watch = Watch()
+    result = train(config, small_demo.train_csv, tmp_path / "run", callbacks=[watch], verbose=0)
+    kernels = [i for i, w in enumerate(watch.first) if w.ndim > 1]
+    pick = lambda weights: [weights[i] for i in kernels]  # noqa: E731
+    assert largest_change(pick(watch.raw), pick(watch.first)) > 1e-2  # training moved them
+    assert largest_change(pick(watch.seen), pick(watch.first)) < 1e-5  # the average did not
+    saved = keras.saving.load_model(tmp_path / "run" / "model.keras", compile=False)
+    assert largest_change([w for w in saved.get_weights() if w.ndim > 1],
+                          pick(watch.first)) < 1e-5
+    assert result.epochs_run == 2

@@ -70,6 +70,25 @@ class BestModelSaver(keras.callbacks.Callback):
                 self.model.save(tmp)
 
 
+
+class SwapWeightAverage(keras.callbacks.SwapEMAWeights):
+    """Keras's SwapEMAWeights(swap_on_epoch=True): the weight average (the optimizer's
+    `use_ema`) is in the model for validation and at each epoch's end, the raw weights while
+    it trains. A run resumed from BackupAndRestore starts from a backup taken at an epoch's
+    end, i.e. with the average in the model and the raw weights in the optimizer's slots, which
+    Keras's callback, fresh, does not know: so a fit that begins past epoch 0 marks it so,
+    and the first epoch swaps the raw weights back in to train on."""
+
+    def __init__(self):
+        super().__init__(swap_on_epoch=True)
+        self._started = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if not self._started and epoch > 0:
+            self._ema_weights_in_model = True  # SwapEMAWeights' own flag (keras 3.15)
+        self._started = True
+        super().on_epoch_begin(epoch, logs)
+
 class HistoryWriter(keras.callbacks.Callback):
     def __init__(self, history: History):
         super().__init__()

@@ -225,12 +225,13 @@ def build_optimizer(config: Config, steps_per_epoch: int):
     from .backend import keras
 
     lr = learning_rate_schedule(config, steps_per_epoch)
+    ema = {"use_ema": True, "ema_momentum": config.ema} if config.ema > 0 else {}
     if config.optimizer == "rmsprop":  # the tutorial's settings
-        return keras.optimizers.RMSprop(learning_rate=lr, rho=0.9, epsilon=1e-8)
+        return keras.optimizers.RMSprop(learning_rate=lr, rho=0.9, epsilon=1e-8, **ema)
     if config.optimizer == "adam":
-        return keras.optimizers.Adam(learning_rate=lr)
+        return keras.optimizers.Adam(learning_rate=lr, **ema)
     if config.optimizer == "adamw":
-        return keras.optimizers.AdamW(learning_rate=lr, weight_decay=config.weight_decay)
+        return keras.optimizers.AdamW(learning_rate=lr, weight_decay=config.weight_decay, **ema)
     raise ValueError(f"unknown optimizer {config.optimizer!r}")
 
 
@@ -277,6 +278,15 @@ def training_callbacks(config: Config, run_dir: Path, monitor: str, history) -> 
             min_lr=1e-5))
     return [*chosen, callbacks.HistoryWriter(history),
             keras.callbacks.BackupAndRestore(str(run_dir / BACKUP_DIR), double_checkpoint=True)]
+
+
+def ema_swap(config: Config) -> list:
+    """With a weight average (`config.ema`), the callback that puts the averaged weights in the
+    model for validation and at each epoch's end, first in the list so that every other
+    callback (the best-model saver, the backup, the bench's observer) sees them."""
+    from .callbacks import SwapWeightAverage
+
+    return [SwapWeightAverage()] if config.ema > 0 else []
 
 
 def run_info(config: Config, data: DigitsData, split: Split, mean: float, std: float) -> dict:
@@ -348,8 +358,9 @@ def train(config: Config, train_data: DigitsData | str | os.PathLike, run_dir,
     try:
         # shuffle=False: the tf.data pipeline already reshuffles every epoch.
         model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, verbose=verbose,
-                  shuffle=False, callbacks=[*(callbacks or []), *training_callbacks(
-                      config, run_dir, monitor, history)])
+                  shuffle=False, callbacks=[*ema_swap(config), *(callbacks or []),
+                                            *training_callbacks(config, run_dir, monitor,
+                                                                history)])
     except KeyboardInterrupt:
         _finish(run_dir, info, history, monitor, "interrupted", time.perf_counter() - start,
                 split.val_indices)
