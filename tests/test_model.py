@@ -28,6 +28,26 @@ def test_tutorial_architecture_is_the_tutorials():
     assert forward_flops(model) == pytest.approx(25.2e6, rel=0.01)
 
 
+
+def test_strided_architecture_is_deottes():
+    """Per stage two 3x3 valid convs and a 5x5 stride-2 conv (no pooling), then a 4x4 conv to
+    1x1: the maps shrink 28 -> 26 -> 24 -> 12 -> 10 -> 8 -> 4 -> 1."""
+    from digit_recognizer.config import get_recipe
+
+    model = build_model(get_recipe("default").replace(architecture="strided", width=32,
+                                                      augment=False))
+    convs = [l for l in model.layers if l.__class__.__name__ == "Conv2D"]
+    assert [c.output.shape[1] for c in convs] == [26, 24, 12, 10, 8, 4, 1]
+    assert [c.filters for c in convs] == [32, 32, 32, 64, 64, 64, 128]
+    assert [c.kernel_size[0] for c in convs] == [3, 3, 5, 3, 3, 5, 4]
+    assert [c.strides[0] for c in convs] == [1, 1, 2, 1, 1, 2, 1]
+    assert not any(l.__class__.__name__ == "MaxPooling2D" for l in model.layers)
+    assert sum(l.__class__.__name__ == "BatchNormalization" for l in model.layers) == 7
+    # 30.3 MFLOPs per image forward, counted by hand from the layer shapes
+    assert forward_flops(model) == 2 * (676 * 9 * 32 + 576 * 9 * 32 * 32 + 144 * 25 * 32 * 32
+                                        + 100 * 9 * 32 * 64 + 64 * 9 * 64 * 64
+                                        + 16 * 25 * 64 * 64 + 16 * 64 * 128 + 128 * 10)
+
 def test_normalisation_is_inside_the_model_and_augmentation_is_training_only():
     config = RECIPES["fast"]
     assert config.augment

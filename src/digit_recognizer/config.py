@@ -76,7 +76,7 @@ class Config:
 # The names some fields take, kept here rather than beside what builds them (model.py,
 # train.py) so that a recipe file is checked before Keras is imported.
 CHOICES: dict[str, tuple[str, ...]] = {
-    "architecture": ("tutorial", "compact", "quick"),
+    "architecture": ("tutorial", "compact", "quick", "strided"),
     "conv_norm": ("before_pool", "after_pool", "none"),
     "optimizer": ("adam", "adamw", "rmsprop"),
     "lr_schedule": ("onecycle", "plateau"),
