@@ -70,7 +70,6 @@ class BestModelSaver(keras.callbacks.Callback):
                 self.model.save(tmp)
 
 
-
 class SwapWeightAverage(keras.callbacks.SwapEMAWeights):
     """Keras's SwapEMAWeights(swap_on_epoch=True): the weight average (the optimizer's
     `use_ema`) is in the model for validation and at each epoch's end, the raw weights while
@@ -88,6 +87,7 @@ class SwapWeightAverage(keras.callbacks.SwapEMAWeights):
             self._ema_weights_in_model = True  # SwapEMAWeights' own flag (keras 3.15)
         self._started = True
         super().on_epoch_begin(epoch, logs)
+
 
 class HistoryWriter(keras.callbacks.Callback):
     def __init__(self, history: History):

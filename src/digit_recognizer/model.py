@@ -156,7 +156,6 @@ def _quick_body(x, config: Config):
     return layers.Dropout(config.dropout)(x)
 
 
-
 def _strided_body(x, config: Config):
     """Chris Deotte's Kaggle MNIST net (the members of his 99.75% ensemble): per stage two
     3x3 convs (valid) and a 5x5 stride-2 conv in place of pooling, dropout after each stage;
@@ -172,6 +171,7 @@ def _strided_body(x, config: Config):
     x = _conv_bn(x, 4 * w, kernel=4, padding="valid")
     x = layers.Flatten()(x)
     return layers.Dropout(config.dropout)(x)
+
 
 ARCHITECTURES = {
     "tutorial": _tutorial_body,
