@@ -78,7 +78,7 @@ def test_onecycle_schedule_warms_up_then_decays(tiny_run):
     assert history["learning_rate"].iloc[-1] < 0.01 * history["learning_rate"].max()
 
 
-@pytest.mark.parametrize("recipe", ["quick"])
+@pytest.mark.parametrize("recipe", ["quick", "best"])
 def test_recipe_one_epoch_smoke(recipe, small_demo, tmp_path):
     """The recipe as shipped (its architecture, schedule, steps per call), one epoch on tiny
     data: a loadable model that predicts probabilities."""
