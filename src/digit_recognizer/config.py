@@ -171,8 +171,8 @@ FAST = Config(recipe="fast", width=24, depth=2, epochs=14, augment=True, pen=0.3
 # The strongest single model we can afford to train many times on 2 cores (since 2026-11-30):
 # Chris Deotte's Kaggle net (`strided`: per stage two 3x3 convs and a 5x5 stride-2 conv,
 # 32-64-128 channels, batch norm after every conv, dropout 0.4 as he had it), 24 epochs of
-# one-cycle Adam with the tutorial's augmentation and `default`'s five pens; ~12 min with 2
-# threads on the Intel Xeon of bench/README.md. Chosen over `fast`'s network with dropout 0.25
+# one-cycle Adam with the tutorial's augmentation and `default`'s five pens; 12-14 min with 2
+# threads on the Intel Xeon of bench/README.md (814 s in its 09:16 run). Chosen over `fast`'s network with dropout 0.25
 # (the earlier `best`) on validation, `digits train ... --ensemble 3 --jobs 3` of each, seeds
 # 2-4, last epoch: 99.48% +- 0.02 -> 99.62% +- 0.04 (99.64, 99.64, 99.57; each seed better),
 # and on the dev half of bench/handwriting.py's sets (mean of the 3): 8x8 scans 97.5 -> 98.6%,
