@@ -2,10 +2,11 @@
 
 A softmax always names a digit, often confidently, for a letter or a drawing of a house. The
 check here looks instead at where the image lands in the network's last hidden layer (the
-features the classifier reads: 256 in the quick net, 128 in the strided one, ...): each digit's training rows form a cloud there, and the
-Mahalanobis distance to the nearest cloud (one covariance shared by the ten classes, Lee et al.
-2018, "A Simple Unified Framework for Detecting Out-of-Distribution Samples") says how unlike
-every digit the network has seen an image is.
+features the classifier reads: 256 in the quick net, 128 in the strided one): each digit's
+training rows form a cloud there, and the Mahalanobis distance to the nearest cloud (one
+covariance shared by the ten classes, Lee et al. 2018, "A Simple Unified Framework for
+Detecting Out-of-Distribution Samples") says how unlike every digit the network has seen an
+image is.
 
 A model trained with made-up non-digits (Config.outliers, outliers.py) has learnt to be unsure
 away from digits, and its feature space no longer tells them apart; its check reads that doubt
