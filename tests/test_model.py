@@ -28,7 +28,6 @@ def test_tutorial_architecture_is_the_tutorials():
     assert forward_flops(model) == pytest.approx(25.2e6, rel=0.01)
 
 
-
 def test_strided_architecture_is_deottes():
     """Per stage two 3x3 valid convs and a 5x5 stride-2 conv (no pooling), then a 4x4 conv to
     1x1: the maps shrink 28 -> 26 -> 24 -> 12 -> 10 -> 8 -> 4 -> 1."""
@@ -47,6 +46,7 @@ def test_strided_architecture_is_deottes():
     assert forward_flops(model) == 2 * (676 * 9 * 32 + 576 * 9 * 32 * 32 + 144 * 25 * 32 * 32
                                         + 100 * 9 * 32 * 64 + 64 * 9 * 64 * 64
                                         + 16 * 25 * 64 * 64 + 16 * 64 * 128 + 128 * 10)
+
 
 def test_normalisation_is_inside_the_model_and_augmentation_is_training_only():
     config = RECIPES["fast"]

@@ -14,9 +14,12 @@ from PIL import Image
 from digit_recognizer.cli import main
 from digit_recognizer.data import load_train_csv
 from digit_recognizer.errors import InputError
-from digit_recognizer.export import export_run
-from digit_recognizer.novelty import (DIGIT_SPACE_FILE, THRESHOLD_QUANTILE, fit_digit_space,
-                                      load_digit_space, save_digit_space)
+from digit_recognizer.config import RECIPES
+from digit_recognizer.export import _without_augmentation, export_run
+from digit_recognizer.model import build_model
+from digit_recognizer.novelty import (DIGIT_SPACE_FILE, THRESHOLD_QUANTILE, feature_model,
+                                      fit_digit_space, load_digit_space,
+                                      probabilities_and_features, save_digit_space)
 from digit_recognizer.predict import answer_digits, load_run, run_outputs, run_proba
 from digit_recognizer.serve import create_app
 from digit_recognizer.train import split_train_val
@@ -54,6 +57,22 @@ def test_digit_space_file_round_trip(rng, tmp_path):
     (tmp_path / "bad.npz").write_bytes(b"not npz")
     with pytest.raises(InputError, match="bad.npz"):
         load_digit_space(tmp_path / "bad.npz")
+
+
+@pytest.mark.parametrize("architecture, n_features", [("strided", 4 * 4 * 16),  # 2nd stage maps
+                                                     ("compact", 3 * 3 * 32)])  # classifier input
+def test_the_check_reads_the_networks_named_maps_else_the_classifiers_input(architecture,
+                                                                          n_features):
+    """The strided net's digit space lies on its second stage's 4x4x(2w) maps; a net without
+    such a layer is read at its last layer's input. Its exported graph reads the same values."""
+    model = build_model(RECIPES["default"].replace(architecture=architecture, width=8))
+    x = np.random.default_rng(0).integers(0, 256, (4, 28, 28, 1)).astype("float32")
+    p, features = probabilities_and_features(feature_model(model), x)
+    assert features.shape == (4, n_features)
+    np.testing.assert_allclose(p, np.asarray(model(x, training=False)), atol=1e-6)
+    exported_p, exported = _without_augmentation(model, 0, features=True).predict_on_batch(x)
+    np.testing.assert_allclose(exported, features, atol=1e-5)
+    np.testing.assert_allclose(exported_p, p, atol=1e-6)
 
 
 def test_a_trained_run_accepts_its_own_validation_digits(tiny_run, small_demo):

@@ -30,6 +30,7 @@ import numpy as np
 from .errors import InputError
 from .files import atomic_path, check_writable, write_text_atomic
 from .images import MIN_INK_CONTRAST
+from .novelty import FEATURE_MAPS
 from .onnx_model import DISTANCE_NAME, INPUT_NAME, METADATA_KEY, OUTPUT_NAME, load_onnx
 from .predict import LoadedRun, load_run, run_outputs, run_proba, tta_views
 
@@ -164,14 +165,22 @@ def _without_augmentation(model, index: int, features: bool = False):
     from .backend import keras
 
     x = inputs = keras.Input((28, 28, 1))
+    maps = None
     for layer in model.layers[1:]:
         if layer.name == "augment":
             continue
         if len(layer._inbound_nodes) != 1:  # noqa: SLF001 - a shared layer: not a chain
             raise ValueError(f"layer {layer.name} is not part of a simple chain")
         last_input, x = x, layer(x)
-    outputs = [x, last_input] if features else x  # the features: the last layer's input
-    return keras.Model(inputs, outputs, name=f"member_{index + 1:02d}")
+        if layer.name == FEATURE_MAPS:
+            maps = x
+    name = f"member_{index + 1:02d}"
+    if not features:
+        return keras.Model(inputs, x, name=name)
+    # the features as novelty.feature_model reads them: the named maps, else the last layer's input
+    found = (last_input if maps is None
+             else keras.layers.Flatten(name=f"{FEATURE_MAPS}_flat")(maps))
+    return keras.Model(inputs, [x, found], name=name)
 
 
 def tta_matrix() -> np.ndarray:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from .backend import keras
 from .config import Config, check_choices, pen_style_names
 from .data import N_CLASSES
+from .novelty import FEATURE_MAPS
 
 layers = keras.layers
 
@@ -161,13 +162,14 @@ def _strided_body(x, config: Config):
     3x3 convs (valid) and a 5x5 stride-2 conv in place of pooling, dropout after each stage;
     then a 4x4 conv to a 1x1 map of 4w channels. 28 -> 26 -> 24 -> 12 (w channels) -> 10 -> 8
     -> 4 (2w) -> 1 (4w). Batch norm after every conv. About 30 MFLOPs per image at w=32.
+    The second stage's maps are where the no-digit check looks (novelty.FEATURE_MAPS).
     """
     w = config.width
     for filters in (w, 2 * w):
         x = _conv_bn(x, filters, padding="valid")
         x = _conv_bn(x, filters, padding="valid")
         x = _conv_bn(x, filters, kernel=5, strides=2)
-        x = layers.Dropout(config.dropout)(x)
+        x = layers.Dropout(config.dropout, name=FEATURE_MAPS if filters == 2 * w else None)(x)
     x = _conv_bn(x, 4 * w, kernel=4, padding="valid")
     x = layers.Flatten()(x)
     return layers.Dropout(config.dropout)(x)
