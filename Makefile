@@ -38,8 +38,13 @@ $(ORT_WEB):
 run: $(STAMP)
 	$(BIN)/digits run --run-dir runs/default
 
+# Two test processes (pytest-xdist), each test file in one of them: much of the suite is
+# single-threaded (importing TensorFlow in the CLI tests' subprocesses, Ray and Chromium
+# start-up), so two overlap on two cores: 661 -> 398 s on the 2-core Xeon of bench/README.md.
+PYTEST := $(BIN)/python -m pytest -n 2 --dist loadfile
+
 test: $(STAMP) browser
-	$(BIN)/python -m pytest
+	$(PYTEST)
 
 # Handwriting-like fonts from Debian's packages, for bench/handwriting.py's non-MNIST test sets.
 FONT_PACKAGES := fonts-dkg-handwriting fonts-breip fonts-bwht fonts-femkeklaver fonts-humor-sans \
@@ -60,7 +65,7 @@ browser:
 	    echo "note: install chromium and chromium-driver for tests/test_browser.py"; }
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow"
+	$(PYTEST) -m "not slow"
 
 bench: $(STAMP) fonts
 	$(BIN)/python bench/bench.py
