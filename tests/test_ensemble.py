@@ -145,9 +145,12 @@ def test_cli_ensemble_add_members_predict_evaluate(small_demo, tmp_path):
     submission = tmp_path / "s.csv"
     out = digits("predict", run_dir, small_demo.test_csv, "-o", submission, "--tta")
     assert out.returncode == 0, out.stderr
+    assert out.stderr == ""  # three members' predict functions: no TensorFlow retracing notes
     assert len(read_submission(submission)) == len(load_test_csv(small_demo.test_csv))
     out = digits("evaluate", run_dir, small_demo.train_csv, "--report", tmp_path / "rep")
     assert out.returncode == 0, out.stderr
+    out = digits("export", run_dir, "--output", tmp_path / "ens.onnx")
+    assert out.returncode == 0 and out.stderr == "", out.stderr
     metrics = json.loads((tmp_path / "rep" / "metrics.json").read_text())
     assert len(metrics["model"]["members"]) == 3
 

@@ -10,12 +10,15 @@ temporary file for the duration of the import, and afterwards everything it caug
 to the real stderr except those informational lines: an error (`E...`/`F...` lines, Python
 warnings, a failing import's message) stays visible.
 
+TensorFlow's Python logger is set to show errors only (its retracing notes are by design here).
+
 DIGITS_DEBUG=1 (set by `digits --debug`) imports without any filtering.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import sys
@@ -82,6 +85,12 @@ def _import_keras_quietly():
         return keras
     with stderr_filtered():
         import keras
+    # TensorFlow's Python logger warns when tf.functions retrace ("5 out of the last 5 calls
+    # ... triggered tf.function retracing"), which every command that runs several models
+    # (an ensemble's members, their feature nets, the export's checks) does by design: one
+    # predict function per model. Its errors still show; --debug shows everything.
+    if os.environ.get("DIGITS_DEBUG") != "1":
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)
     return keras
 
 
