@@ -174,10 +174,11 @@ FAST = Config(recipe="fast", width=24, depth=2, epochs=14, augment=True, pen=0.3
 # one-cycle Adam with the tutorial's augmentation and `default`'s five pens; 12-14 min with 2
 # threads on the Intel Xeon of bench/README.md (814 s in its 09:16 run). Chosen over `fast`'s
 # network with dropout 0.25 (the earlier `best`) on validation, `digits train ... --ensemble 3
-# --jobs 3` of each, seeds 2-4, last epoch: 99.48% +- 0.02 -> 99.62% +- 0.04 (99.64, 99.64, 99.57; each seed better),
-# and on the dev half of bench/handwriting.py's sets (mean of the 3): 8x8 scans 97.5 -> 98.6%,
-# blocky 94.0 -> 96.3%, 16x16 98.3 -> 99.2%, fonts-print 99.2 -> 99.5%, photos 98.9 -> 99.3%,
-# fonts-handwriting 99.2 -> 99.3%, canvas 99.8 -> 99.8%, thick markers 96.8 -> 96.4%. Its
+# --jobs 3` of each, seeds 2-4, last epoch: 99.48% +- 0.02 -> 99.62% +- 0.04 (99.64, 99.64,
+# 99.57; each seed better), and on the dev half of bench/handwriting.py's sets (mean of the
+# 3): 8x8 scans 97.5 -> 98.6%, blocky 94.0 -> 96.3%, 16x16 98.3 -> 99.2%, fonts-print 99.2 ->
+# 99.5%, photos 98.9 -> 99.3%, fonts-handwriting 99.2 -> 99.3%, canvas 99.8 -> 99.8%, thick
+# markers 96.8 -> 96.4%. Its
 # 128 classifier inputs place the dev not-digits near the digits (7.0% "no digit found", the
 # compact net 23.3%), so its no-digit check reads the second stage's 4x4x64 maps instead
 # (26.4%; model.py, novelty.FEATURE_MAPS). Made-up non-digits (`outliers` 0.05) cost

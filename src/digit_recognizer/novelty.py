@@ -35,8 +35,9 @@ from .files import atomic_path
 DIGIT_SPACE_FILE = "digit_space.npz"
 FEATURE_LAYER = "probabilities"  # the features are this (last, dense) layer's input, unless
 # the network names another layer so (its output, flattened, is read instead). The strided net
-# names its second stage's maps: there 3.5x as many dev not-digits are caught as on its 128
-# classifier inputs, at <= 0.4% of any dev digit set refused (bench/README.md, 2026-11-30).
+# names its second stage's maps: there 26.4% of the dev not-digits are caught, on its 128
+# classifier inputs 7.0%, with at most one more digit refused per dev set and network
+# (bench/README.md, 2026-11-30).
 FEATURE_MAPS = "digit_features"
 THRESHOLD_QUANTILE = 99.9  # % of validation digits within the threshold
 MAX_FIT_ROWS = 10_000  # training rows the clouds are fitted on (a seeded sample beyond that)
