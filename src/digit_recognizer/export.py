@@ -30,7 +30,7 @@ import numpy as np
 from .errors import InputError
 from .files import atomic_path, check_writable, write_text_atomic
 from .images import MIN_INK_CONTRAST
-from .novelty import FEATURE_MAPS
+from .novelty import FEATURE_MAPS, features_tensor
 from .onnx_model import DISTANCE_NAME, INPUT_NAME, METADATA_KEY, OUTPUT_NAME, load_onnx
 from .predict import LoadedRun, load_run, run_outputs, run_proba, tta_views
 
@@ -177,10 +177,8 @@ def _without_augmentation(model, index: int, features: bool = False):
     name = f"member_{index + 1:02d}"
     if not features:
         return keras.Model(inputs, x, name=name)
-    # the features as novelty.feature_model reads them: the named maps, else the last layer's input
-    found = (last_input if maps is None
-             else keras.layers.Flatten(name=f"{FEATURE_MAPS}_flat")(maps))
-    return keras.Model(inputs, [x, found], name=name)
+    # the last layer is the classifier: its input is FEATURE_LAYER's input
+    return keras.Model(inputs, [x, features_tensor(maps, last_input)], name=name)
 
 
 def tta_matrix() -> np.ndarray:

@@ -118,12 +118,21 @@ def feature_model(model):
     from .backend import keras
 
     names = {layer.name for layer in model.layers}
-    if FEATURE_MAPS in names:  # named: a loaded model's own Flatten may hold the default name
-        features = keras.layers.Flatten(name=f"{FEATURE_MAPS}_flat")(
-            model.get_layer(FEATURE_MAPS).output)
-    else:
-        features = model.get_layer(FEATURE_LAYER).input
-    return keras.Model(model.input, [model.output, features])
+    maps = model.get_layer(FEATURE_MAPS).output if FEATURE_MAPS in names else None
+    return keras.Model(model.input, [model.output,
+                                     features_tensor(maps, model.get_layer(FEATURE_LAYER).input)])
+
+
+def features_tensor(maps, classifier_input):
+    """The tensor the digit space is fitted on: the FEATURE_MAPS layer's output `maps`,
+    flattened, if the network has that layer (else None), else the FEATURE_LAYER's input.
+    Shared by feature_model and the export's rebuilt graphs, so both read the same values."""
+    from .backend import keras
+
+    if maps is None:
+        return classifier_input
+    # named: a loaded model's own Flatten may hold the default name
+    return keras.layers.Flatten(name=f"{FEATURE_MAPS}_flat")(maps)
 
 
 def probabilities_and_features(net, inputs: np.ndarray, batch_size: int = 1024):
