@@ -178,11 +178,11 @@ FAST = Config(recipe="fast", width=24, depth=2, epochs=14, augment=True, pen=0.3
 # 99.57; each seed better), and on the dev half of bench/handwriting.py's sets (mean of the
 # 3): 8x8 scans 97.5 -> 98.6%, blocky 94.0 -> 96.3%, 16x16 98.3 -> 99.2%, fonts-print 99.2 ->
 # 99.5%, photos 98.9 -> 99.3%, fonts-handwriting 99.2 -> 99.3%, canvas 99.8 -> 99.8%, thick
-# markers 96.8 -> 96.4%. Its
-# 128 classifier inputs place the dev not-digits near the digits (7.0% "no digit found", the
-# compact net 23.3%), so its no-digit check reads the second stage's 4x4x64 maps instead
-# (26.4%; model.py, novelty.FEATURE_MAPS). Made-up non-digits (`outliers` 0.05) cost
-# validation (99.52% +- 0.04, seeds 2-4), more than the 0.05 pt allowed, so not taken.
+# markers 96.8 -> 96.4%. Its 128 classifier inputs place the dev not-digits near the digits
+# (7.0% "no digit found", the compact net 23.3%), so its no-digit check reads the second
+# stage's 4x4x64 maps instead (26.4%; model.py, novelty.FEATURE_MAPS). Made-up non-digits
+# (`outliers` 0.05) cost validation (99.52% +- 0.04, seeds 2-4), more than the 0.05 pt
+# allowed, so not taken.
 # The ensemble recipe: `digits train TRAIN_CSV --run-dir RUN --recipe best --ensemble N --jobs 2`.
 BEST = Config(recipe="best", architecture="strided", width=32, epochs=24, dropout=0.4,
               augment=True, pen=0.3, pen_styles=ALL_PENS)
