@@ -7,7 +7,8 @@ from PIL import Image, ImageFilter
 
 from digit_recognizer.cli import main
 from digit_recognizer.errors import InputError
-from digit_recognizer.images import NoDigitFound, image_to_mnist, to_mnist
+from digit_recognizer.images import (NoDigitFound, image_to_mnist, to_mnist,
+                                    undo_blocky_enlargement)
 
 
 def layout(digit, scale=3, canvas=(120, 160), at=(10, 70), invert=True, thicken=0, rgb=False):
@@ -188,3 +189,22 @@ def test_grain_far_from_the_digit_does_not_stretch_its_box(mnist):
     for y, x in [(5, 5), (190, 12), (20, 185), (185, 185), (100, 3)]:
         specked[y:y + 2, x:x + 2] = 0  # dust: 2x2 dark dots on the white paper
     assert np.array_equal(to_mnist(specked), to_mnist(clean))
+
+
+def test_a_blocky_enlargement_reads_as_the_small_image_it_was_made_from(mnist):
+    small = 255 - mnist["test_pixels"][3]  # dark on light, as scanned
+    for scale, crop in ((8, (0, 0)), (3, (2, 1)), (5, (4, 3))):
+        big = np.kron(small, np.ones((scale, scale), np.uint8))[crop[0]:, crop[1]:]
+        assert np.array_equal(undo_blocky_enlargement(big.astype(np.float32)), small)
+        assert np.array_equal(image_to_mnist(png_bytes(big), "blocky.png"), to_mnist(small))
+
+
+@pytest.mark.parametrize("kwargs", [dict(), dict(scale=1), dict(thicken=2)])
+def test_images_that_are_not_blocky_are_read_unchanged(mnist, kwargs):
+    grey = layout(mnist["test_pixels"][0], **kwargs).astype(np.float32)
+    assert undo_blocky_enlargement(grey) is grey
+    noise = np.random.default_rng(0).integers(0, 256, (64, 64)).astype(np.float32)
+    assert undo_blocky_enlargement(noise) is noise
+    bar = np.zeros((64, 64), np.float32)
+    bar[8:56, 30:34] = 255  # a "1" of one rectangle: too few edges to tell a grid
+    assert undo_blocky_enlargement(bar) is bar

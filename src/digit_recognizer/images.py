@@ -3,7 +3,8 @@
 MNIST digits are light ink on a dark background, cropped to the ink, scaled so the longer side
 is 20 px (anti-aliased, aspect kept), and pasted into 28x28 with the centre of mass at the
 centre. A photo or a drawing is usually dark on light, off-centre and any size; without this,
-"it gets my own digit wrong".
+"it gets my own digit wrong". A small image enlarged without smoothing (a blocky 8x8 scan) is
+read as the small image it was (undo_blocky_enlargement).
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ def to_mnist(grey: np.ndarray, name: str = "image") -> np.ndarray:
     grey = np.asarray(grey, dtype=np.float32)
     if grey.ndim != 2 or min(grey.shape) < 1:
         raise InputError(name, f"expected a 2-D grey image, got shape {grey.shape}")
+    grey = undo_blocky_enlargement(grey)
     # Polarity: the border is background. Dark-on-light images are inverted to light-on-dark.
     border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
     level = float(np.median(border))
@@ -115,6 +117,43 @@ def ink_to_mnist(ink: np.ndarray, name: str = "image") -> np.ndarray:
     frame = np.zeros((FRAME, FRAME), dtype=np.float32)
     frame[top:top + small.shape[0], left:left + small.shape[1]] = small
     return np.rint(frame).astype(np.uint8)
+
+
+def undo_blocky_enlargement(grey: np.ndarray) -> np.ndarray:
+    """A small image enlarged without smoothing (nearest neighbour: an 8x8 scan shown at
+    64x64, every pixel a k x k block of one grey) -> the small image, one pixel per block;
+    any other image unchanged. Read as it is, the blocks' steps would reach the 20 px box as
+    jagged strokes that no MNIST writer made; the small image is enlarged smoothly instead.
+
+    Blocky means: along each axis, every place where the grey changes lies on one grid of
+    step k >= 2 (k: the greatest common divisor of the lengths between changes), and the
+    small image keeps at least MIN_BLOCKY_SIDE px on its longer side."""
+    steps = [_change_positions(grey, axis) for axis in (0, 1)]
+    inner = np.concatenate([np.diff(s) for s in steps])
+    if any(len(s) < 2 for s in steps) or len(inner) < 3:
+        return grey  # too few edges to tell a grid from a shape
+    k = int(np.gcd.reduce(inner))
+    if k < 2 or max(grey.shape) // k < MIN_BLOCKY_SIDE:
+        return grey
+    # one pixel per block, from the block's middle; the grid's phase is where the edges lie
+    centres = [_block_centres(n, int(s[0]) % k, k) for n, s in zip(grey.shape, steps)]
+    return grey[np.ix_(*centres)]
+
+
+MIN_BLOCKY_SIDE = 6  # px: a smaller "original" is more likely a shape with even edges
+
+
+def _change_positions(grey: np.ndarray, axis: int) -> np.ndarray:
+    """Indices i along `axis` where line i differs from line i - 1 anywhere."""
+    differs = np.diff(grey, axis=axis) != 0
+    return np.flatnonzero(differs.any(axis=1 - axis)) + 1
+
+
+def _block_centres(n: int, phase: int, k: int) -> np.ndarray:
+    starts = np.arange(phase - k if phase else 0, n, k)
+    ends = np.minimum(starts + k, n)
+    starts = np.maximum(starts, 0)
+    return (starts + ends - 1) // 2
 
 
 # Uneven light (a photo of paper lit from one side) shows as a background that drifts by more

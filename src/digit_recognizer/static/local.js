@@ -58,6 +58,8 @@ function roundHalfEven(x) {  // Python's round()
 }
 
 // grey levels (w*h, 0-255) -> {pixels: Uint8Array(784)} or {reason}
+// images.to_mnist's first step, undo_blocky_enlargement, is left out: a canvas drawing is
+// anti-aliased, never a small image enlarged without smoothing, so it would change nothing.
 function toMnist(grey, w, h) {
   const border = [];
   for (let x = 0; x < w; x++) border.push(grey[x], grey[(h - 1) * w + x]);
