@@ -119,6 +119,9 @@ def ink_to_mnist(ink: np.ndarray, name: str = "image") -> np.ndarray:
     return np.rint(frame).astype(np.uint8)
 
 
+MIN_BLOCKY_SIDE = 6  # px: a smaller "original" is more likely a shape with even edges
+
+
 def undo_blocky_enlargement(grey: np.ndarray) -> np.ndarray:
     """A small image enlarged without smoothing (nearest neighbour: an 8x8 scan shown at
     64x64, every pixel a k x k block of one grey) -> the small image, one pixel per block;
@@ -138,9 +141,6 @@ def undo_blocky_enlargement(grey: np.ndarray) -> np.ndarray:
     # one pixel per block, from the block's middle; the grid's phase is where the edges lie
     centres = [_block_centres(n, int(s[0]) % k, k) for n, s in zip(grey.shape, steps)]
     return grey[np.ix_(*centres)]
-
-
-MIN_BLOCKY_SIDE = 6  # px: a smaller "original" is more likely a shape with even edges
 
 
 def _change_positions(grey: np.ndarray, axis: int) -> np.ndarray:
