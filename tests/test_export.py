@@ -110,6 +110,25 @@ def test_export_refuses_bad_targets_and_leaves_old_files(tiny_run, tmp_path):
         load_run(old)
 
 
+@pytest.mark.parametrize("output, message", [(0, "differs from Keras"), (1, "distances differ")])
+def test_an_export_that_disagrees_with_its_run_is_not_written(tiny_run, tmp_path, monkeypatch,
+                                                              output, message):
+    """The ONNX export is checked on both outputs in one pass; either one off -> no file."""
+    import digit_recognizer.export as export
+
+    def off(run, pixels):  # what the run answers, with one output moved
+        outputs = list(run_outputs(run, pixels))
+        outputs[output] = outputs[output] + 0.5
+        return tuple(outputs)
+
+    monkeypatch.setattr(export, "run_outputs", off)
+    old = tmp_path / "model.onnx"
+    old.write_bytes(b"old")
+    with pytest.raises(RuntimeError, match=message):
+        export_run(tiny_run[0], "onnx", old)
+    assert old.read_bytes() == b"old"
+
+
 def test_web_export_is_a_self_contained_folder(tiny_run, tmp_path):
     site = export_run(tiny_run[0], "web", tmp_path / "site").path
     assert sorted(p.name for p in site.iterdir()) == ["index.html", "local.js", "model.onnx",

@@ -206,8 +206,11 @@ def check_images(n: int = 256, seed: int = 0) -> np.ndarray:
 
 def _check(run: LoadedRun, predict, path) -> float:
     images = check_images()
-    expected = run_proba(run, images)
     got = np.asarray(predict(images.astype(np.float32)[..., None]))
+    return _probabilities_agree(run_proba(run, images), got, path)
+
+
+def _probabilities_agree(expected, got, path) -> float:
     difference = float(np.abs(got - expected).max())
     if not difference < CHECK_TOLERANCE:
         raise RuntimeError(f"{path}: the export differs from Keras by {difference:.2e} "
@@ -252,20 +255,23 @@ def _export_onnx(run: LoadedRun, model, output: Path) -> float:
         onnx.save(graph, str(tmp))
         exported = load_onnx(tmp)
         if exported.has_distance:
-            _check_distance(run, exported, output)
+            return _check_with_distance(run, exported, output)
         return _check(run, exported.predict_on_batch, output)
 
 
-def _check_distance(run: LoadedRun, exported, path) -> None:
-    """The exported distances agree with run_outputs' (float32 in the graph, float64 in NumPy)
-    to 1e-3 of the threshold, or of the distance where it is beyond: the answer turns at 1."""
+def _check_with_distance(run: LoadedRun, exported, path) -> float:
+    """Both outputs from one pass over the check images: the probabilities as _check, and the
+    distances as run_outputs gives them (float32 in the graph, float64 in NumPy) to 1e-3 of
+    the threshold, or of the distance where it is beyond: the answer turns at 1."""
     images = check_images()
-    expected = run_outputs(run, images)[1]
-    got = exported.outputs_on_batch(images.astype(np.float32)[..., None])[1]
-    difference = float(np.max(np.abs(got - expected) / np.maximum(np.abs(expected), 1.0)))
+    expected, expected_distance = run_outputs(run, images)
+    got, distance = exported.outputs_on_batch(images.astype(np.float32)[..., None])
+    difference = float(np.max(np.abs(distance - expected_distance)
+                              / np.maximum(np.abs(expected_distance), 1.0)))
     if not difference < 1e-3:
         raise RuntimeError(f"{path}: the export's distances differ from Keras's by "
                            f"{difference:.2e} of the threshold; not written")
+    return _probabilities_agree(expected, got, path)
 
 
 def _rename_output(graph, name: str, index: int = 0) -> None:
