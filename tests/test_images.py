@@ -200,9 +200,12 @@ def test_a_blocky_enlargement_reads_as_the_small_image_it_was_made_from(mnist):
 
 
 @pytest.mark.parametrize("kwargs", [dict(), dict(scale=1), dict(thicken=2)])
-def test_images_that_are_not_blocky_are_read_unchanged(mnist, kwargs):
+def test_digits_that_are_not_blocky_are_read_unchanged(mnist, kwargs):
     grey = layout(mnist["test_pixels"][0], **kwargs).astype(np.float32)
     assert undo_blocky_enlargement(grey) is grey
+
+
+def test_noise_and_plain_shapes_are_not_taken_for_blocky_images():
     noise = np.random.default_rng(0).integers(0, 256, (64, 64)).astype(np.float32)
     assert undo_blocky_enlargement(noise) is noise
     bar = np.zeros((64, 64), np.float32)
