@@ -1,9 +1,11 @@
 """Interruptions, resume, kills at random moments, untrusted run files, unwritable outputs."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import keras
@@ -11,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from digit_recognizer.cli import _sigterm_as_interrupt
 from digit_recognizer.config import get_recipe
 from digit_recognizer.errors import InputError
 from digit_recognizer.predict import load_run
@@ -77,6 +80,43 @@ def test_a_resumed_run_keeps_averaging_the_weights(small_demo, tmp_path):
     assert max(float(np.abs(a - b).max()) for a, b in zip(kernels, first.weights)) < 1e-5
 
 
+class SignalAtFirstEpochEnd(keras.callbacks.Callback):
+    """Sends this process SIGTERM `times` times at the first epoch's end, before the callbacks
+    that write its model, history row and backup have run."""
+
+    def __init__(self, times):
+        super().__init__()
+        self.times = times
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 0:
+            for _ in range(self.times):
+                os.kill(os.getpid(), signal.SIGTERM)
+
+
+@pytest.mark.parametrize("times", [1, 2])
+def test_a_signal_during_an_epochs_end_is_held_until_the_next_epoch(small_demo, tmp_path,
+                                                                    times):
+    """SIGTERM, as `digits` handles it, is acted on where the next epoch begins, so the epoch
+    being written is kept whole and resumable; sent twice (an ensemble's member gets Ctrl-C
+    from the terminal and from its parent), it is still held."""
+    assert threading.current_thread() is threading.main_thread()  # signals reach this thread
+    config = get_recipe("default").replace(**TINY)
+    run = tmp_path / "run"
+    previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train(config, small_demo.train_csv, run, verbose=0,
+                  callbacks=[SignalAtFirstEpochEnd(times)])
+        assert signal.getsignal(signal.SIGTERM) is _sigterm_as_interrupt  # put back
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert json.loads((run / "config.json").read_text())["status"] == "interrupted"
+    assert list(pd.read_csv(run / "history.csv")["epoch"]) == [1]
+    assert resume_training(run, verbose=0).epochs_run == TINY["epochs"]
+    assert list(pd.read_csv(run / "history.csv")["epoch"]) == [1, 2, 3, 4]
+
+
 def _digits(*args):
     return [sys.executable, "-m", "digit_recognizer.cli", *map(str, args)]
 
@@ -110,7 +150,8 @@ def test_sigterm_stops_cleanly(small_demo, tmp_path):
     proc = subprocess.Popen(_digits("train", small_demo.train_csv, "--run-dir", run,
                                     "--epochs", 200, "--batch-size", 64),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            stdin=subprocess.DEVNULL)
+                            stdin=subprocess.DEVNULL,
+                            env={**os.environ, "PYTHONFAULTHANDLER": "1"})  # a crash's stack
     assert _wait_for(lambda: _epochs_done(run) >= 1, proc), "no epoch finished"
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=SAFETY_NET_S)

@@ -5,6 +5,9 @@ Imported by `train()` once its input is checked (this module imports Keras).
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -114,3 +117,56 @@ class EpochLogger(keras.callbacks.Callback):
                           if k in ("loss", "accuracy", "val_loss", "val_accuracy"))
         self.log(f"{self.prefix}: epoch {epoch + 1}/{self.epochs}  {shown}  "
                  f"{time.perf_counter() - self.start:.1f} s")
+
+
+class StopBetweenBatches(keras.callbacks.Callback):
+    """Raises a held signal's exception where an epoch or a batch begins (see
+    `interrupts_between_batches`)."""
+
+    def __init__(self):
+        super().__init__()
+        self.pending = None  # (signal number, the handler that raises), once one arrived
+
+    def raise_pending(self) -> None:
+        if self.pending is not None:
+            signum, handler = self.pending
+            self.pending = None
+            handler(signum, None)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.raise_pending()
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.raise_pending()
+
+
+@contextlib.contextmanager
+def interrupts_between_batches(signals=(signal.SIGINT, signal.SIGTERM)):
+    """For a fit(): a SIGINT or SIGTERM whose handler is Python code (Python's Ctrl-C, the
+    CLI's SIGTERM, both raising KeyboardInterrupt) is held and that handler run where the next
+    epoch or batch begins, by the callback this yields (put it first). Raised at once, the
+    exception lands wherever the main thread is, at an epoch's end inside Keras writing the
+    checkpoint and backup or TensorFlow making the next epoch's iterator; `digits train` sent
+    SIGTERM just after an epoch once died of a segmentation fault (CI, stop 27).
+
+    A repeated signal is held too: an ensemble's member gets Ctrl-C from the terminal and again
+    from its parent. The wait is short (32 steps at most, or one validation pass), and a
+    handler could not interrupt a fit stuck inside TensorFlow's C++ before either, as Python
+    runs it only between bytecodes. Outside the main thread nothing changes."""
+    stopper = StopBetweenBatches()
+    if threading.current_thread() is not threading.main_thread():
+        yield stopper
+        return
+
+    def hold(signum, frame):
+        stopper.pending = stopper.pending or (signum, previous[signum])
+
+    previous = {s: signal.getsignal(s) for s in signals}
+    previous = {s: h for s, h in previous.items() if callable(h)}
+    for s in previous:
+        signal.signal(s, hold)
+    try:
+        yield stopper
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)

@@ -327,7 +327,7 @@ def train(config: Config, train_data: DigitsData | str | os.PathLike, run_dir,
     check_writable(run_dir)
 
     from .backend import keras
-    from .callbacks import History
+    from .callbacks import History, interrupts_between_batches
     from .model import build_model
 
     if not resume:  # a fresh run never picks up a stale backup or history
@@ -356,11 +356,12 @@ def train(config: Config, train_data: DigitsData | str | os.PathLike, run_dir,
         verbose = 1 if sys.stdout.isatty() else 2
     start = time.perf_counter()
     try:
-        # shuffle=False: the tf.data pipeline already reshuffles every epoch.
-        model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, verbose=verbose,
-                  shuffle=False, callbacks=[*ema_swap(config), *(callbacks or []),
-                                            *training_callbacks(config, run_dir, monitor,
-                                                                history)])
+        with interrupts_between_batches() as stop_point:
+            # shuffle=False: the tf.data pipeline already reshuffles every epoch.
+            model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, verbose=verbose,
+                      shuffle=False,
+                      callbacks=[stop_point, *ema_swap(config), *(callbacks or []),
+                                 *training_callbacks(config, run_dir, monitor, history)])
     except KeyboardInterrupt:
         _finish(run_dir, info, history, monitor, "interrupted", time.perf_counter() - start,
                 split.val_indices)
