@@ -162,6 +162,28 @@ def test_sigterm_stops_cleanly(small_demo, tmp_path):
     load_run(run)
 
 
+@pytest.mark.slow
+def test_ctrl_c_stops_a_parallel_ensemble_cleanly(small_demo, tmp_path):
+    """Ctrl-C in a terminal reaches the whole process group: the parent and, twice (from the
+    terminal and forwarded by the parent), each member process."""
+    run = tmp_path / "run"
+    proc = subprocess.Popen(_digits("train", small_demo.train_csv, "--run-dir", run,
+                                    "--ensemble", 2, "--jobs", 2, "--epochs", 200,
+                                    "--batch-size", 64),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL, start_new_session=True,
+                            env={**os.environ, "PYTHONFAULTHANDLER": "1"})
+    member_dirs = [run / "members" / "01", run / "members" / "02"]
+    assert _wait_for(lambda: all(_epochs_done(m) >= 1 for m in member_dirs), proc)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=SAFETY_NET_S)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and err.count("interrupted") == 1, err
+    for member in member_dirs:
+        assert json.loads((member / "config.json").read_text())["status"] == "interrupted"
+        load_run(member)
+
+
 def _check_run_files(run):
     """Every file present is complete: config.json parses, history.csv parses, model loads.
     A run directory that does not exist yet lost nothing."""

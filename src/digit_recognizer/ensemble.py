@@ -14,6 +14,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import signal
+import sys
 import time
 
 from .config import Config
@@ -188,4 +189,7 @@ def _member_process(config: dict, train_csv: str, run_dir: str, threads: int, lo
 
     show_warnings_as_lines()
     limit_threads(threads)
-    train_member(Config.from_dict(config), train_csv, run_dir, verbose=0, log=log)
+    try:
+        train_member(Config.from_dict(config), train_csv, run_dir, verbose=0, log=log)
+    except KeyboardInterrupt:  # Ctrl-C: the parent says so once, not a traceback per member
+        sys.exit(130)
