@@ -18,6 +18,29 @@ def digits(*args, cwd=None):
                           timeout=900, stdin=subprocess.DEVNULL)
 
 
+EXIT_PROBE = """
+import atexit, sys, threading
+from digit_recognizer import cli
+atexit.register(print, "atexit handler ran")
+late = threading.Event()
+if "thread" in sys.argv:  # a thread still working when main() returns
+    threading.Thread(target=lambda: (late.wait(), sum(range(3_000_000)),
+                                     print("thread finished"))).start()
+cli.main = lambda: (print("main done", end=""), late.set(), 3)[-1]  # unflushed on return
+cli.run_as_command()
+"""
+
+
+@pytest.mark.parametrize("thread", [False, True])
+def test_the_command_exits_with_mains_code_after_atexit_and_flushing(thread):
+    """`run_as_command` skips the interpreter's teardown, not what must happen before it."""
+    out = subprocess.run([sys.executable, "-c", EXIT_PROBE, *(["thread"] if thread else [])],
+                         capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
+    assert out.returncode == 3, out.stderr
+    assert out.stdout.startswith("main done") and "atexit handler ran" in out.stdout
+    assert ("thread finished" in out.stdout) == thread, out.stdout
+
+
 def test_console_script_is_installed():
     exe = Path(sys.executable).parent / "digits"
     out = subprocess.run([exe, "--help"], capture_output=True, text=True)
