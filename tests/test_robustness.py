@@ -80,26 +80,26 @@ def test_a_resumed_run_keeps_averaging_the_weights(small_demo, tmp_path):
     assert max(float(np.abs(a - b).max()) for a, b in zip(kernels, first.weights)) < 1e-5
 
 
-class SignalAtFirstEpochEnd(keras.callbacks.Callback):
-    """Sends this process SIGTERM `times` times at the first epoch's end, before the callbacks
-    that write its model, history row and backup have run."""
+class SignalAtEpochEnd(keras.callbacks.Callback):
+    """Sends this process SIGTERM `times` times at the end of epoch `epoch` (0-based), before
+    the callbacks that write its model, history row and backup have run."""
 
-    def __init__(self, times):
+    def __init__(self, epoch, times):
         super().__init__()
-        self.times = times
+        self.epoch, self.times = epoch, times
 
     def on_epoch_end(self, epoch, logs=None):
-        if epoch == 0:
+        if epoch == self.epoch:
             for _ in range(self.times):
                 os.kill(os.getpid(), signal.SIGTERM)
 
 
-@pytest.mark.parametrize("times", [1, 2])
+@pytest.mark.parametrize("epoch, times", [(0, 1), (0, 2), (3, 1)])
 def test_a_signal_during_an_epochs_end_is_held_until_the_next_epoch(small_demo, tmp_path,
-                                                                    times):
-    """SIGTERM, as `digits` handles it, is acted on where the next epoch begins, so the epoch
-    being written is kept whole and resumable; sent twice (an ensemble's member gets Ctrl-C
-    from the terminal and from its parent), it is still held."""
+                                                                    epoch, times):
+    """SIGTERM, as `digits` handles it, is acted on where the next epoch begins (or the
+    training ends), so the epoch being written is kept whole and resumable; sent twice (an
+    ensemble's member gets Ctrl-C from the terminal and from its parent), it is still held."""
     assert threading.current_thread() is threading.main_thread()  # signals reach this thread
     config = get_recipe("default").replace(**TINY)
     run = tmp_path / "run"
@@ -107,14 +107,15 @@ def test_a_signal_during_an_epochs_end_is_held_until_the_next_epoch(small_demo, 
     try:
         with pytest.raises(KeyboardInterrupt):
             train(config, small_demo.train_csv, run, verbose=0,
-                  callbacks=[SignalAtFirstEpochEnd(times)])
+                  callbacks=[SignalAtEpochEnd(epoch, times)])
         assert signal.getsignal(signal.SIGTERM) is _sigterm_as_interrupt  # put back
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert json.loads((run / "config.json").read_text())["status"] == "interrupted"
-    assert list(pd.read_csv(run / "history.csv")["epoch"]) == [1]
+    assert list(pd.read_csv(run / "history.csv")["epoch"]) == list(range(1, epoch + 2))
     assert resume_training(run, verbose=0).epochs_run == TINY["epochs"]
     assert list(pd.read_csv(run / "history.csv")["epoch"]) == [1, 2, 3, 4]
+    assert json.loads((run / "config.json").read_text())["status"] == "complete"
 
 
 def _digits(*args):

@@ -139,12 +139,15 @@ class StopBetweenBatches(keras.callbacks.Callback):
     def on_train_batch_begin(self, batch, logs=None):
         self.raise_pending()
 
+    def on_train_end(self, logs=None):  # after the last epoch; first, so the backup is kept
+        self.raise_pending()
+
 
 @contextlib.contextmanager
 def interrupts_between_batches(signals=(signal.SIGINT, signal.SIGTERM)):
     """For a fit(): a SIGINT or SIGTERM whose handler is Python code (Python's Ctrl-C, the
     CLI's SIGTERM, both raising KeyboardInterrupt) is held and that handler run where the next
-    epoch or batch begins, by the callback this yields (put it first). Raised at once, the
+    epoch or batch begins or the training ends, by the callback this yields (put it first). Raised at once, the
     exception lands wherever the main thread is, at an epoch's end inside Keras writing the
     checkpoint and backup or TensorFlow making the next epoch's iterator; `digits train` sent
     SIGTERM just after an epoch once died of a segmentation fault (CI, stop 27).
@@ -170,3 +173,4 @@ def interrupts_between_batches(signals=(signal.SIGINT, signal.SIGTERM)):
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+    stopper.raise_pending()  # came after the training ended: not lost
