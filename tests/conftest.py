@@ -2,6 +2,9 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Every `digits` process a test starts prints its Python stack if it crashes (SIGSEGV, SIGABRT):
+# a CI failure then says where, not only "-11".
+os.environ.setdefault("PYTHONFAULTHANDLER", "1")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
