@@ -183,7 +183,7 @@ def train_contender(name: str, data_dir: Path, max_minutes: float, seed: int = S
 
 
 def held_out_with_and_without_tta(run_dir: Path, data_dir: Path) -> dict:
-    """Held-out accuracy of a run's selected model (best validation epoch), plain and with
+    """Held-out accuracy of a run's selected model (the kept epoch: config.checkpoint), plain and with
     test-time augmentation: what `digits evaluate RUN` and `--tta` report."""
     from digit_recognizer.data import load_test_csv, read_submission
     from digit_recognizer.evaluate import accuracy
@@ -462,7 +462,7 @@ def render(machine, vers, results, io, e2e=None) -> str:
 
 def accuracy_versus_time(results: dict) -> list[str]:
     """The trade-off table: training wall time against held-out accuracy of the model each
-    recipe selects (best validation epoch), plain and with test-time augmentation."""
+    recipe selects (the kept epoch: config.checkpoint), plain and with test-time augmentation."""
     rows = []
     for name in ("quick", "default", "fast", "best"):
         r = results.get(name)

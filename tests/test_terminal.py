@@ -144,4 +144,4 @@ def test_one_row_is_refused_with_the_minimum_unless_validation_is_off(mnist, tmp
     assert not (tmp_path / "r").exists()
     assert main(["train", str(tmp_path / "one.csv"), "--run-dir", str(tmp_path / "r"),
                  "--val-fraction", "0", "--epochs", "1"]) == 0
-    assert "best training accuracy (no validation split)" in capsys.readouterr().out
+    assert ": training accuracy (no validation split)" in capsys.readouterr().out

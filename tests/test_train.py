@@ -51,15 +51,36 @@ def test_train_writes_a_complete_run(tiny_run, small_demo):
     for column in ["loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"]:
         assert history[column].notna().all(), column
     assert (run_dir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert result.best_val_accuracy == pytest.approx(history["val_accuracy"].max())
+    assert config.checkpoint == "last" and result.best_epoch == 2  # `default` keeps the last
+    assert result.best_val_accuracy == pytest.approx(history["val_accuracy"].iloc[-1])
 
 
-def test_saved_model_is_the_best_epoch_and_reloads(tiny_run, small_demo):
+def _kept_model_validation_accuracy(run_dir, train_csv, config):
+    model = load_run(run_dir).models[0]
+    split = split_train_val(load_train_csv(train_csv), config.val_fraction, config.seed)
+    return (predict_labels(predict_proba(model, split.x_val)) == split.y_val).mean()
+
+
+def test_saved_model_is_the_kept_epoch_and_reloads(tiny_run, small_demo):
     run_dir, config, result = tiny_run
-    run = load_run(run_dir)
-    split = split_train_val(load_train_csv(small_demo.train_csv), config.val_fraction, config.seed)
-    val_acc = (predict_labels(predict_proba(run.models[0], split.x_val)) == split.y_val).mean()
-    assert val_acc == pytest.approx(result.best_val_accuracy, abs=1e-6)
+    assert _kept_model_validation_accuracy(run_dir, small_demo.train_csv, config) == \
+        pytest.approx(result.best_val_accuracy, abs=1e-6)
+
+
+def test_checkpoint_best_keeps_the_first_epoch_with_the_highest_validation_accuracy(
+        small_demo, tmp_path):
+    from digit_recognizer.config import get_recipe
+    from digit_recognizer.train import train
+
+    # On this machine the run validates at 0.65, 0.825, 0.825: epoch 2 is kept, not the last.
+    # Wherever the peak falls, the saved model must be that epoch's.
+    config = get_recipe("default").replace(epochs=3, batch_size=64, width=8, checkpoint="best")
+    result = train(config, small_demo.train_csv, tmp_path, verbose=0)
+    val = pd.read_csv(tmp_path / "history.csv")["val_accuracy"]
+    assert result.best_epoch == int(val.idxmax()) + 1
+    assert result.best_val_accuracy == pytest.approx(val.max())
+    assert _kept_model_validation_accuracy(tmp_path, small_demo.train_csv, config) == \
+        pytest.approx(val.max(), abs=1e-6)
 
 
 def test_onecycle_schedule_warms_up_then_decays(tiny_run):

@@ -58,16 +58,18 @@ class EpochTimer(keras.callbacks.Callback):
 class BestModelSaver(keras.callbacks.Callback):
     """Saves the model whenever `monitor` beats its best so far (Keras's ModelCheckpoint with
     save_best_only), through a temporary file renamed over `path`: a crash mid-save never
-    leaves a half-written model. `best_so_far` carries the best of an interrupted run."""
+    leaves a half-written model. `best_so_far` carries the best of an interrupted run.
+    `every_epoch` (config.checkpoint "last"): saves after every epoch instead."""
 
-    def __init__(self, path: Path, monitor: str, best_so_far: float | None = None):
+    def __init__(self, path: Path, monitor: str, best_so_far: float | None = None,
+                 every_epoch: bool = False):
         super().__init__()
-        self.path, self.monitor = Path(path), monitor
+        self.path, self.monitor, self.every_epoch = Path(path), monitor, every_epoch
         self.best = float("-inf") if best_so_far is None else best_so_far
 
     def on_epoch_end(self, epoch, logs=None):
         current = (logs or {}).get(self.monitor)
-        if current is not None and current > self.best:
+        if self.every_epoch or (current is not None and current > self.best):
             self.best = float(current)
             with atomic_path(self.path) as tmp:
                 self.model.save(tmp)

@@ -302,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _sigterm_as_interrupt(signum, frame):
-    raise KeyboardInterrupt  # same clean stop as Ctrl-C: best model and history are kept
+    raise KeyboardInterrupt  # same clean stop as Ctrl-C: kept model and history stay
 
 
 def _interrupted(args) -> int:

@@ -149,7 +149,7 @@ def train_slots_on_ray(ray, data: DigitsData, slots: list[Path], cpus: int = 1, 
             done += 1
             if log:
                 elapsed = time.perf_counter() - start
-                log(f"member {slot.name}: done on {out['node']}, best validation accuracy "
+                log(f"member {slot.name}: done on {out['node']}, kept epoch's validation accuracy "
                     f"{out['best_val_accuracy']:.4f}, {out['seconds']:.1f} s")
                 log(f"ensemble: {done}/{len(slots)} members done, "
                     f"{min(len(pending), capacity)} running, "

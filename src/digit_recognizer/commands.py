@@ -80,8 +80,8 @@ def cmd_train(args) -> int:
 def print_result(result) -> None:
     what = ("validation accuracy" if result.monitor == "val_accuracy"
             else "training accuracy (no validation split)")
-    print(f"best {what} {result.best_accuracy:.4f} at epoch {result.best_epoch}"
-          f"/{result.epochs_run}, {result.train_seconds:.1f} s; files in {result.run_dir}/")
+    print(f"kept epoch {result.best_epoch}/{result.epochs_run}: {what} "
+          f"{result.best_accuracy:.4f}, {result.train_seconds:.1f} s; files in {result.run_dir}/")
 
 
 def train_ensemble_members(args) -> int:
@@ -230,7 +230,7 @@ def cmd_run(args) -> int:
     if summary.best_val_accuracy is None:
         print("validation   none (--val-fraction 0)")
     else:
-        print(f"validation   {summary.best_val_accuracy:.4%} (best epoch, split of train.csv)")
+        print(f"validation   {summary.best_val_accuracy:.4%} (kept epoch, split of train.csv)")
     if summary.score is not None:
         print(f"held-out     {summary.score.accuracy:.4%} accuracy on {summary.score.n_images} "
               f"test images ({summary.score.n_errors} errors)")

@@ -45,8 +45,8 @@ def train_member(config: Config, data: DigitsData | str | os.PathLike, run_dir,
     result = train(member_config, data, member_dir, callbacks=callbacks,
                    verbose=0 if log else verbose)
     if log:
-        log(f"{prefix}: done, best {result.monitor.replace('_', ' ')} "
-            f"{result.best_accuracy:.4f} at epoch {result.best_epoch}, "
+        log(f"{prefix}: done, kept epoch {result.best_epoch}: "
+            f"{result.monitor.replace('_', ' ')} {result.best_accuracy:.4f}, "
             f"{result.train_seconds:.1f} s")
     return result
 
@@ -172,7 +172,7 @@ def _train_in_processes(config: Config, train_csv, run_dir, count: int, jobs: in
                     failed.append(process.exitcode)
                 progress.finished()
     except KeyboardInterrupt:
-        for process in running:  # each member stops cleanly: best model and history kept
+        for process in running:  # each member stops cleanly: kept model and history stay
             if process.is_alive():
                 os.kill(process.pid, signal.SIGINT)
         for process in running:

@@ -87,7 +87,7 @@ def run(config: Config, data_dir="data", run_dir="runs/default", verbose="auto",
     seconds["train"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    loaded = load_run(run_dir, tta)  # the best checkpoint, as `digits predict` would see it
+    loaded = load_run(run_dir, tta)  # the kept checkpoint, as `digits predict` would see it
     submission = Path(run_dir) / SUBMISSION_FILE
     probabilities = run_proba(loaded, test_data.pixels)
     write_submission(submission, predict_labels(probabilities))

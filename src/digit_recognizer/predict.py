@@ -117,7 +117,7 @@ def load_exported(path, tta: bool = False) -> LoadedRun:
 
 
 def load_model_dir(run_dir: Path) -> tuple[object, dict]:
-    """A single-model run directory's best model and config.json. Models load in Keras's
+    """A single-model run directory's kept model and config.json. Models load in Keras's
     safe_mode, which refuses to deserialise arbitrary Python code (lambdas) from a file."""
     model_path, config_path = run_dir / MODEL_FILE, run_dir / CONFIG_FILE
     info = read_run_json(config_path)

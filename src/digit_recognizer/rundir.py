@@ -1,6 +1,6 @@
 """The run directory: its file names, and reading its JSON files with one behaviour.
 
-  RUN/model.keras    best epoch's model          RUN/ensemble.json   an ensemble's shared data
+  RUN/model.keras    the kept epoch's model      RUN/ensemble.json   an ensemble's shared data
   RUN/config.json    config, statistics, result  RUN/members/NN/     each a run directory
   RUN/history.csv    per-epoch metrics           RUN/backup/         --resume state while training
   RUN/curves.png     training curves

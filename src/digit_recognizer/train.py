@@ -2,7 +2,7 @@
 holds the Keras callbacks).
 
 A run directory holds everything predict/evaluate need:
-  model.keras   best epoch by validation accuracy (written atomically)
+  model.keras   the kept epoch: the best by validation accuracy, or the last (config.checkpoint)
   config.json   resolved config, preprocessing statistics, data checksum, versions, result
   history.csv   per-epoch loss, accuracy, val_loss, val_accuracy, learning_rate, seconds
   curves.png    the tutorial's four curves
@@ -261,7 +261,7 @@ def library_versions() -> dict[str, str]:
 
 
 def training_callbacks(config: Config, run_dir: Path, monitor: str, history) -> list:
-    """The learning rate and seconds into the logs, the best model saved, LR halved on plateaus
+    """The learning rate and seconds into the logs, the kept model saved, LR halved on plateaus
     (the tutorial's schedule), history.csv written, and BackupAndRestore (weights, optimiser
     state so the LR schedule continues, epoch counter) last, so an epoch counts as done for
     --resume only once its model and history are on disk; killed in between, the epoch is
@@ -271,7 +271,8 @@ def training_callbacks(config: Config, run_dir: Path, monitor: str, history) -> 
 
     best_so_far = max((row[monitor] for row in history.rows.values()), default=None)
     chosen = [callbacks.LogLearningRate(), callbacks.EpochTimer(),
-              callbacks.BestModelSaver(run_dir / MODEL_FILE, monitor, best_so_far)]
+              callbacks.BestModelSaver(run_dir / MODEL_FILE, monitor, best_so_far,
+                                       every_epoch=config.checkpoint == "last")]
     if config.lr_schedule == "plateau":
         chosen.append(keras.callbacks.ReduceLROnPlateau(
             monitor="val_loss" if monitor == "val_accuracy" else "loss", patience=3, factor=0.5,
@@ -384,7 +385,7 @@ def teacher_targets(teacher, pixels: np.ndarray, temperature: float = 1.0) -> np
 
 
 def fit_run_digit_space(run_dir: Path, split: Split, seed: int, by_doubt: bool = False) -> None:
-    """The best model's digit space (novelty.py), fitted on up to MAX_FIT_ROWS training rows
+    """The kept model's digit space (novelty.py), fitted on up to MAX_FIT_ROWS training rows
     and calibrated on the validation rows (on the training rows themselves without a split).
     `by_doubt` (a run trained with made-up non-digits): the check reads the top probability,
     calibrated on the same rows, instead of the feature-space distance."""
@@ -425,8 +426,10 @@ def _finish(run_dir: Path, info: dict, history, monitor: str, status: str, secon
     if frame.empty:  # interrupted before the first epoch ended
         write_json_atomic(run_dir / CONFIG_FILE, info)
         return TrainResult(run_dir, 0, float("nan"), monitor, 0, seconds, frame, val_indices)
-    best = int(frame[monitor].idxmax())
-    best_epoch, best_value = int(frame["epoch"][best]), float(frame[monitor][best])
+    # The epoch model.keras holds: the last, or the first with the highest `monitor`.
+    kept = (len(frame) - 1 if info["config"].get("checkpoint") == "last"
+            else int(frame[monitor].idxmax()))
+    best_epoch, best_value = int(frame["epoch"][kept]), float(frame[monitor][kept])
     plot_curves(frame, run_dir / CURVES_FILE, title=f"recipe '{info['config']['recipe']}'")
     info["result"] = {"best_epoch": best_epoch, "monitor": monitor,
                       "best_val_accuracy": best_value if monitor == "val_accuracy" else None,
