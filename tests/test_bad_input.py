@@ -121,6 +121,7 @@ def test_gzipped_bad_row_is_located_too(tmp_path, capsys):
     ("pen_styles", "thick,crayon", "unknown pen style crayon; choose from thick, marker"),
     ("conv_norm", "sideways", "unknown conv_norm 'sideways'; choose from before_pool"),
     ("architecture", "resnet", "unknown architecture 'resnet'"),
+    ("checkpoint", "first", "unknown checkpoint 'first'; choose from best, last"),
 ])
 def test_a_recipe_file_naming_what_does_not_exist(field, value, words, tmp_path, capsys,
                                                   small_demo):

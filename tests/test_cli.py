@@ -1,3 +1,4 @@
+import json
 import re
 import shutil
 import subprocess
@@ -56,9 +57,11 @@ def test_demo_data_train_predict_score(tmp_path):
     assert (data / "train.csv").exists() and (data / "test_labels.csv").exists()
 
     out = digits("train", data / "train.csv", "--run-dir", run, "--epochs", 1,
-                 "--batch-size", 64, "--val-fraction", 0.2, "--seed", 5)
+                 "--batch-size", 64, "--val-fraction", 0.2, "--seed", 5, "--checkpoint", "best")
     assert out.returncode == 0, out.stderr
     assert re.search(r"kept epoch \d+/\d+: validation accuracy", out.stdout)
+    config = json.loads((run / "config.json").read_text())["config"]
+    assert (config["seed"], config["val_fraction"], config["checkpoint"]) == (5, 0.2, "best")
     for name in ["model.keras", "config.json", "history.csv", "curves.png"]:
         assert (run / name).exists(), name
 

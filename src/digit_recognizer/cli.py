@@ -19,7 +19,7 @@ from pathlib import Path
 from . import __version__
 from .commands import (cmd_demo_data, cmd_evaluate, cmd_export, cmd_info, cmd_predict, cmd_run,
                        cmd_score, cmd_serve, cmd_sweep, cmd_train)
-from .config import RECIPE_SUMMARIES, RECIPES
+from .config import CHOICES, RECIPE_SUMMARIES, RECIPES
 from .errors import InputError, show_warnings_as_lines
 
 EXIT_INPUT = 2
@@ -114,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int_at_least(0), metavar="S",
                        help="random seed: split, initialisation, augmentation (default: 2)")
         p.add_argument("--no-augment", action="store_true", help="train without augmentation")
+        p.add_argument("--checkpoint", choices=CHOICES["checkpoint"],
+                       help="the epoch model.keras keeps: the best by validation accuracy, or "
+                            "the last (default: the recipe's; last for the one-cycle recipes, "
+                            "best for tutorial)")
         p.add_argument("--distill", type=Path, metavar="TEACHER_RUN",
                        help="distillation: train on the probabilities that TEACHER_RUN (e.g. an "
                             "ensemble) gives each training row instead of the labels")

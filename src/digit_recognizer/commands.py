@@ -50,6 +50,7 @@ def _config_from_args(args, base=None):
     return base.replace(
         epochs=args.epochs, batch_size=args.batch_size, val_fraction=args.val_fraction,
         seed=args.seed, augment=False if getattr(args, "no_augment", False) else None,
+        checkpoint=getattr(args, "checkpoint", None),
         teacher=str(args.distill) if getattr(args, "distill", None) else None)
 
 
