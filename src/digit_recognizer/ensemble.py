@@ -184,12 +184,14 @@ def _train_in_processes(config: Config, train_csv, run_dir, count: int, jobs: in
 
 
 def _member_process(config: dict, train_csv: str, run_dir: str, threads: int, log) -> None:
-    """Entry point of a member's process: limit threads before the backend starts, train."""
-    from .backend import limit_threads
-
-    show_warnings_as_lines()
-    limit_threads(threads)
+    """Entry point of a member's process: limit threads before the backend starts, train.
+    Ctrl-C, from the start-up (Keras's import takes seconds) to the end, exits 130 quietly:
+    the parent says so once, rather than a traceback per member."""
     try:
+        from .backend import limit_threads
+
+        show_warnings_as_lines()
+        limit_threads(threads)
         train_member(Config.from_dict(config), train_csv, run_dir, verbose=0, log=log)
-    except KeyboardInterrupt:  # Ctrl-C: the parent says so once, not a traceback per member
+    except KeyboardInterrupt:
         sys.exit(130)
