@@ -183,8 +183,8 @@ def train_contender(name: str, data_dir: Path, max_minutes: float, seed: int = S
 
 
 def held_out_with_and_without_tta(run_dir: Path, data_dir: Path) -> dict:
-    """Held-out accuracy of a run's selected model (the kept epoch: config.checkpoint), plain and with
-    test-time augmentation: what `digits evaluate RUN` and `--tta` report."""
+    """Held-out accuracy of a run's selected model (the kept epoch: config.checkpoint), plain
+    and with test-time augmentation: what `digits evaluate RUN` and `--tta` report."""
     from digit_recognizer.data import load_test_csv, read_submission
     from digit_recognizer.evaluate import accuracy
     from digit_recognizer.predict import load_run, tta_views

@@ -69,8 +69,10 @@ class BestModelSaver(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         current = (logs or {}).get(self.monitor)
-        if self.every_epoch or (current is not None and current > self.best):
+        improved = current is not None and current > self.best
+        if improved:
             self.best = float(current)
+        if improved or self.every_epoch:
             with atomic_path(self.path) as tmp:
                 self.model.save(tmp)
 
@@ -149,10 +151,11 @@ class StopBetweenBatches(keras.callbacks.Callback):
 def interrupts_between_batches(signals=(signal.SIGINT, signal.SIGTERM)):
     """For a fit(): a SIGINT or SIGTERM whose handler is Python code (Python's Ctrl-C, the
     CLI's SIGTERM, both raising KeyboardInterrupt) is held and that handler run where the next
-    epoch or batch begins or the training ends, by the callback this yields (put it first). Raised at once, the
-    exception lands wherever the main thread is, at an epoch's end inside Keras writing the
-    checkpoint and backup or TensorFlow making the next epoch's iterator; `digits train` sent
-    SIGTERM just after an epoch once died of a segmentation fault (CI, stop 27).
+    epoch or batch begins or the training ends, by the callback this yields (put it first).
+    Raised at once, the exception lands wherever the main thread is, at an epoch's end inside
+    Keras writing the checkpoint and backup or TensorFlow making the next epoch's iterator;
+    `digits train` sent SIGTERM just after an epoch once died of a segmentation fault (CI,
+    stop 27).
 
     A repeated signal is held too: an ensemble's member gets Ctrl-C from the terminal and again
     from its parent. The wait is short (32 steps at most, or one validation pass), and a
