@@ -1,7 +1,9 @@
 """Interruptions, resume, kills at random moments, untrusted run files, unwritable outputs."""
 
+import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -158,6 +160,62 @@ def test_sigterm_stops_cleanly(small_demo, tmp_path):
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "interrupted" in err
     assert f"digits train --resume {run}" in err  # the actual path, not a placeholder
+    assert json.loads((run / "config.json").read_text())["status"] == "interrupted"
+    load_run(run)
+
+
+@pytest.mark.slow
+def test_ctrl_c_typed_in_a_terminal_stops_training_cleanly(small_demo, tmp_path):
+    """The user's own way to stop: Ctrl-C in a terminal, where the line discipline sends SIGINT
+    to the foreground process group and Keras draws a progress bar."""
+    import pty
+
+    run = tmp_path / "run"
+    # The tutorial's recipe calls back after every step (45 an epoch here), so the stop comes
+    # mid-epoch, with the progress bar's line unfinished.
+    command = _digits("train", small_demo.train_csv, "--run-dir", run, "--recipe", "tutorial",
+                      "--epochs", 200, "--batch-size", 8)
+    pid, terminal = pty.fork()  # the child's controlling terminal is this pty
+    if pid == 0:
+        os.execv(sys.executable, command)
+    shown = bytearray()
+
+    def read_terminal():  # drain it, or the progress bar blocks the child
+        while True:
+            try:
+                chunk = os.read(terminal, 4096)
+            except OSError:  # the child has gone: EIO
+                return
+            if not chunk:
+                return
+            shown.extend(chunk)
+
+    reader = threading.Thread(target=read_terminal, daemon=True)
+    reader.start()
+    status = None
+    try:
+        # Ctrl-C once epoch 2's progress bar is on the screen (the output is the event).
+        bar = re.compile(rb"Epoch 2/200.*?\d+/\d+", re.DOTALL)
+
+        def bar_shown():
+            assert os.waitpid(pid, os.WNOHANG)[0] == 0, bytes(shown)[-2000:]  # still running
+            return bar.search(bytes(shown)) is not None
+
+        assert _wait_for(bar_shown), bytes(shown)[-2000:]
+        os.write(terminal, b"\x03")
+        _, status = os.waitpid(pid, 0)
+        reader.join(timeout=SAFETY_NET_S)
+    finally:
+        if status is None:  # failed before the child ended: do not leave it training
+            with contextlib.suppress(ProcessLookupError, ChildProcessError):
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+        os.close(terminal)
+    text = shown.decode("utf-8", "replace")
+    assert os.waitstatus_to_exitcode(status) == 130, text[-2000:]
+    assert "Traceback" not in text
+    assert re.search(r"(^|\n)digits: interrupted; finished files are kept "
+                     rf"\(`digits train --resume {re.escape(str(run))}`", text), text[-2000:]
     assert json.loads((run / "config.json").read_text())["status"] == "interrupted"
     load_run(run)
 
