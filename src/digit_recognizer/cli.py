@@ -20,10 +20,9 @@ from . import __version__
 from .commands import (cmd_demo_data, cmd_evaluate, cmd_export, cmd_info, cmd_predict, cmd_run,
                        cmd_score, cmd_serve, cmd_sweep, cmd_train)
 from .config import CHOICES, RECIPE_SUMMARIES, RECIPES
-from .errors import InputError, show_warnings_as_lines
+from .errors import EXIT_INTERRUPTED, InputError, show_warnings_as_lines
 
 EXIT_INPUT = 2
-EXIT_INTERRUPTED = 130
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import time
 
 from .config import Config
 from .data import DigitsData, load_train_csv
-from .errors import InputError, show_warnings_as_lines
+from .errors import EXIT_INTERRUPTED, InputError, show_warnings_as_lines
 from .rundir import (BACKUP_DIR, Member, claim_member_dir, init_ensemble, is_ensemble, members,
                      training_data_of)
 from .train import check_can_train, result_of, resume_training, train
@@ -185,8 +185,8 @@ def _train_in_processes(config: Config, train_csv, run_dir, count: int, jobs: in
 
 def _member_process(config: dict, train_csv: str, run_dir: str, threads: int, log) -> None:
     """Entry point of a member's process: limit threads before the backend starts, train.
-    Ctrl-C, from the start-up (Keras's import takes seconds) to the end, exits 130 quietly:
-    the parent says so once, rather than a traceback per member."""
+    Ctrl-C, from the start-up (Keras's import takes seconds) to the end, exits quietly with
+    EXIT_INTERRUPTED: the parent says so once, rather than a traceback per member."""
     try:
         from .backend import limit_threads
 
@@ -194,4 +194,4 @@ def _member_process(config: dict, train_csv: str, run_dir: str, threads: int, lo
         limit_threads(threads)
         train_member(Config.from_dict(config), train_csv, run_dir, verbose=0, log=log)
     except KeyboardInterrupt:
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)

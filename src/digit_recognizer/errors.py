@@ -6,6 +6,10 @@ from __future__ import annotations
 import sys
 import warnings
 
+# Exit code of a command stopped by Ctrl-C or SIGTERM (128 + SIGINT, as shells report it): the
+# CLI's, and an ensemble member process's.
+EXIT_INTERRUPTED = 130
+
 
 class InputError(ValueError):
     """Bad user input, located as precisely as we can: file, line (1-based), column (1-based)."""
