@@ -169,8 +169,7 @@ def interrupts_between_batches(signals=(signal.SIGINT, signal.SIGTERM)):
     def hold(signum, frame):
         stopper.pending = stopper.pending or (signum, previous[signum])
 
-    previous = {s: signal.getsignal(s) for s in signals}
-    previous = {s: h for s, h in previous.items() if callable(h)}
+    previous = {s: h for s in signals if callable(h := signal.getsignal(s))}
     for s in previous:
         signal.signal(s, hold)
     try:
