@@ -134,21 +134,34 @@ def test_a_model_with_random_pen_saves_and_loads_safely(tmp_path):
     assert np.allclose(loaded.predict_on_batch(x), model.predict_on_batch(x), atol=1e-6)
 
 
-@pytest.mark.parametrize("conv_norm", ["before_pool", "after_pool", "none"])
-def test_quick_net_normalises_where_asked(conv_norm):
-    config = RECIPES["quick"].replace(conv_norm=conv_norm)
-    model = build_model(config)
+CONV, BN, RELU, POOL = "Conv2D", "BatchNormalization", "Activation", "MaxPooling2D"
+
+
+@pytest.mark.parametrize("conv_norm, stages", [
+    ("before_pool", [CONV, BN, RELU, POOL] * 2),
+    ("after_pool", [CONV, POOL, BN, RELU] * 2),
+    ("after_last_pool", [CONV, POOL, RELU, CONV, POOL, BN, RELU]),
+    ("none", [CONV, POOL, RELU] * 2),
+])
+def test_quick_net_normalises_where_asked(conv_norm, stages):
+    model = build_model(RECIPES["quick"].replace(conv_norm=conv_norm, width=16, width2=0))
     kinds = [l.__class__.__name__ for l in model.layers]
-    start = kinds.index("Conv2D")
-    first_stage = kinds[start:kinds.index("Conv2D", start + 1)]
-    assert first_stage == {"before_pool": ["Conv2D", "BatchNormalization", "Activation",
-                                           "MaxPooling2D"],
-                           "after_pool": ["Conv2D", "MaxPooling2D", "BatchNormalization",
-                                          "Activation"],
-                           "none": ["Conv2D", "MaxPooling2D", "Activation"]}[conv_norm]
-    assert model.get_layer(index=start).use_bias == (conv_norm == "none")
+    start = kinds.index(CONV)
+    assert kinds[start:kinds.index("Flatten")] == stages
+    convs = [l for l in model.layers if l.__class__.__name__ == CONV]
+    # a bias only where no batch norm follows (its shift would make the bias redundant)
+    assert [c.use_bias for c in convs] == [stages[i + 1:i + 4].count(BN) == 0
+                                           for i, kind in enumerate(stages) if kind == CONV]
+    assert [c.filters for c in convs] == [16, 16 + 16 // 3]  # width2=0: width + width // 3
     x = np.random.default_rng(0).integers(0, 256, (3, 28, 28, 1)).astype("float32")
     assert np.asarray(model(x, training=False)).shape == (3, 10)
     with pytest.raises(ValueError, match="conv_norm"):
         build_model(RECIPES["quick"].replace(conv_norm="sideways"))
+
+
+def test_quick_net_second_conv_takes_width2():
+    model = build_model(RECIPES["quick"].replace(width=16, width2=32))
+    convs = [l for l in model.layers if l.__class__.__name__ == CONV]
+    assert [c.filters for c in convs] == [16, 32]
+    assert [c.output.shape[1] for c in convs] == [24, 10]  # valid 5x5 at 28, 3x3 at 12
 

@@ -131,22 +131,26 @@ def _compact_body(x, config: Config):
 
 def _quick_body(x, config: Config):
     """tuomaso/train_mnist_fast's net with batch norm, sized for seconds on 2 CPU cores:
-    5x5 conv w (valid) -> pool -> 3x3 conv 4w/3 (valid) -> pool -> dense 256. About 2.5 MFLOPs
-    per image forward at w=24 (the compact default: 15), so an epoch of 38k rows takes seconds.
+    5x5 conv w (valid) -> pool -> 3x3 conv width2 (valid; 0: 4w/3) -> pool -> dense 256. About
+    2 MFLOPs per image forward at 16 -> 32 channels (the compact net: 15), so an epoch of 38k
+    rows takes seconds.
 
     Batch norm on TensorFlow's CPU kernels costs more than these small convs themselves: with
     `conv_norm="after_pool"` it normalises the pooled maps (a quarter of the positions), which
-    cut an epoch of `quick` from 6.2 to 3.8 s on 2 cores (no batch norm at all: 3.1 s).
+    cut an epoch of `quick` from 6.2 to 3.8 s on 2 cores (no batch norm at all: 3.1 s);
+    "after_last_pool" normalises the second stage only.
     """
     w = config.width
     norm = config.conv_norm  # one of config.CHOICES["conv_norm"], checked by build_model
-    for filters, kernel in ((w, 5), (w + w // 3, 3)):
-        x = layers.Conv2D(filters, kernel, padding="valid", use_bias=norm == "none")(x)
+    for stage, (filters, kernel) in enumerate(((w, 5), (config.width2 or w + w // 3, 3))):
+        normalised = norm in ("before_pool", "after_pool") or (norm == "after_last_pool"
+                                                                and stage == 1)
+        x = layers.Conv2D(filters, kernel, padding="valid", use_bias=not normalised)(x)
         if norm == "before_pool":
             x = layers.BatchNormalization(momentum=0.9)(x)
             x = layers.Activation("relu")(x)
         x = layers.MaxPooling2D(2)(x)
-        if norm == "after_pool":
+        if normalised and norm != "before_pool":
             x = layers.BatchNormalization(momentum=0.9)(x)
         if norm != "before_pool":
             x = layers.Activation("relu")(x)
