@@ -28,6 +28,8 @@ def main() -> None:
     parser.add_argument("recipe_or_overrides", nargs="+",
                         help="a recipe name and/or JSON of Config fields (default recipe)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds 2, 3, ... (one split each)")
+    parser.add_argument("--first-seed", type=int, default=2, metavar="S",
+                        help="seeds S, S+1, ... instead (more seeds after a first look)")
     parser.add_argument("--data", type=Path, default=ROOT / "data")
     args = parser.parse_args()
     from digit_recognizer.config import check_choices, get_recipe
@@ -48,7 +50,7 @@ def main() -> None:
         parser.error(str(e))
     data = load_train_csv(args.data / "train.csv")
     last, selected, seconds = [], [], []
-    for seed in range(2, 2 + args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         config = get_recipe(recipe).replace(seed=seed, **overrides)
         start = time.perf_counter()
         result = train(config, data, ROOT / "bench" / "results" / "choose", verbose=0)
