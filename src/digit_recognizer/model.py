@@ -132,7 +132,7 @@ def _compact_body(x, config: Config):
 def _quick_body(x, config: Config):
     """tuomaso/train_mnist_fast's net with batch norm, sized for seconds on 2 CPU cores:
     5x5 conv w (valid) -> pool -> 3x3 conv width2 (valid; 0: 4w/3) -> pool -> dense 256. About
-    2 MFLOPs per image forward at 16 -> 32 channels (the compact net: 15), so an epoch of 38k
+    1.8 MFLOPs per image forward at 16 -> 32 channels (the compact net: 15), so an epoch of 38k
     rows takes seconds.
 
     Batch norm on TensorFlow's CPU kernels costs more than these small convs themselves: with
