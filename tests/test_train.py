@@ -116,6 +116,24 @@ def test_recipe_one_epoch_smoke(recipe, small_demo, tmp_path):
     assert json.loads((tmp_path / "run" / "config.json").read_text())["config"]["recipe"] == recipe
 
 
+def test_steps_per_call_do_not_change_the_training(small_demo, tmp_path):
+    """The recipes run 32 steps per Python call for speed alone: the same seed gives the same
+    history and weights with 1 step per call (the schedule counts optimizer steps, the
+    augmentation's random draws go step by step)."""
+    from digit_recognizer.config import get_recipe
+    from digit_recognizer.train import train
+
+    config = get_recipe("default").replace(epochs=2, width=8, batch_size=64)
+    runs = [train(config.replace(steps_per_execution=n), small_demo.train_csv,
+                  tmp_path / f"spe{n}", verbose=0) for n in (1, 4)]
+    columns = ["loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"]
+    np.testing.assert_allclose(runs[0].history[columns].to_numpy(),
+                               runs[1].history[columns].to_numpy(), rtol=1e-5, atol=1e-6)
+    weights = [load_run(tmp_path / f"spe{n}").models[0].get_weights() for n in (1, 4)]
+    for a, b in zip(*weights):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
 def test_distillation_trains_on_the_teachers_probabilities(tiny_run, small_demo, tmp_path):
     """--distill TEACHER: the targets are the teacher's probabilities for the training rows (as
     predict computes them), in the order of the rows, and the run records its teacher."""
