@@ -208,7 +208,8 @@ FAST = Config(recipe="fast", width=24, depth=2, epochs=14, augment=True, pen=0.3
 # Chris Deotte's Kaggle net (`strided`: per stage two 3x3 convs and a 5x5 stride-2 conv,
 # 32-64-128 channels, batch norm after every conv, dropout 0.4 as he had it), 24 epochs of
 # one-cycle Adam with the tutorial's augmentation and `default`'s five pens; 12-14 min with 2
-# threads on the Intel Xeon of bench/README.md (814 s in its 09:16 run). Chosen over `fast`'s
+# threads on the Intel Xeon of bench/README.md (814 s in its 09:16 run; 41 s per epoch, ~16 min,
+# on a slower instance in the 20:25 run, at 32 steps per call). Chosen over `fast`'s
 # network with dropout 0.25 (the earlier `best`) on validation, `digits train ... --ensemble 3
 # --jobs 3` of each, seeds 2-4, last epoch: 99.48% +- 0.02 -> 99.62% +- 0.04 (99.64, 99.64,
 # 99.57; each seed better), and on the dev half of bench/handwriting.py's sets (mean of the
@@ -238,7 +239,7 @@ RECIPE_SUMMARIES: dict[str, str] = {
     "default": "6 epochs, light augmentation and five other pens, ~1 min (0.52 of keras-io's "
                "time to 99%), 99.35% (3 seeds)",
     "fast": "14 epochs with augmentation and the five pens, ~5 min, 99.5%",
-    "best": "Deotte's strided net, 24 epochs with augmentation and the five pens, ~12-14 "
+    "best": "Deotte's strided net, 24 epochs with augmentation and the five pens, ~12-16 "
             "min, 99.64% (3 seeds; 99.65% with --tta); for ensembles",
     "tutorial": "the Keras tutorial's CNN, 50 epochs, ~12 min, 99.3-99.4%",
 }
