@@ -77,15 +77,29 @@ def test_demo_data_train_predict_score(tmp_path):
     assert re.search(r"accuracy \d+\.\d+%", out.stdout)
 
 
-def test_run_uses_existing_data_and_scores(tmp_path, small_demo):
+def test_run_uses_existing_data_and_scores(tmp_path, small_demo, capsys):
+    """The default recipe's submission averages the test-time views (`Config.tta`, chosen on
+    validation); `--no-tta` predicts the images alone. Either way the file is what `digits
+    predict` writes for the kept model."""
+    from digit_recognizer.data import load_test_csv
+    from digit_recognizer.predict import load_run, predict_labels, run_proba
+
     data = tmp_path / "data"
     data.mkdir()
     for path in [small_demo.train_csv, small_demo.test_csv, small_demo.answers_csv]:
         shutil.copy(path, data / path.name)
-    code = main(["run", "--data", str(data), "--run-dir", str(tmp_path / "run"),
-                 "--epochs", "1", "--batch-size", "64"])
-    assert code == 0
-    assert len(read_submission(tmp_path / "run" / "submission.csv")) == 200
+    pixels = load_test_csv(small_demo.test_csv).pixels
+    for flags, tta in (([], True), (["--no-tta"], False)):
+        run = tmp_path / f"run-{tta}"
+        code = main(["run", "--data", str(data), "--run-dir", str(run), "--epochs", "1",
+                     "--batch-size", "64", *flags])
+        assert code == 0
+        submitted = read_submission(run / "submission.csv")
+        assert len(submitted) == 200
+        assert (submitted == predict_labels(run_proba(load_run(run, tta), pixels))).all()
+        held_out = next(line for line in capsys.readouterr().out.splitlines()
+                        if line.startswith("held-out"))
+        assert ("test-time augmentation" in held_out) == tta
 
 
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys):

@@ -233,8 +233,9 @@ def cmd_run(args) -> int:
     else:
         print(f"validation   {summary.best_val_accuracy:.4%} (kept epoch, split of train.csv)")
     if summary.score is not None:
+        how = ", test-time augmentation" if summary.tta else ""
         print(f"held-out     {summary.score.accuracy:.4%} accuracy on {summary.score.n_images} "
-              f"test images ({summary.score.n_errors} errors)")
+              f"test images ({summary.score.n_errors} errors{how})")
     else:
         print("held-out     no answer key (test_labels.csv): upload submission.csv to Kaggle")
     stages = ", ".join(f"{k} {v:.1f} s" for k, v in summary.seconds.items())

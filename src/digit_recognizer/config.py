@@ -62,6 +62,13 @@ class Config:
     # such a run reads the softmax's doubt instead of the feature space (novelty.py). Training
     # accuracy counts them as errors (their target names no class); validation has none.
     outliers: float = 0.0
+    # Whether `digits run` predicts its submission (and scores it) averaging the 7 test-time
+    # views (predict.tta_views) unless `--tta`/`--no-tta` says otherwise. Chosen per recipe on
+    # validation (2026-11-30; each run's own 4,200 validation rows, seeds 2-4, plain -> TTA):
+    # `default` +0.14, +0.10, +0.10 pt (on: ~17 s more for 28,000 rows on 2 cores); `best`
+    # +0.05, +0.05, 0.00; `quick` -0.12, +0.07, +0.07 (off: no gain on every seed). Other
+    # commands take `--tta` as they are told.
+    tta: bool = False
     val_fraction: float = 0.1  # stratified hold-out from the training CSV
     seed: int = 2
     steps_per_execution: int = 1  # >1 runs several train steps per Python call (less overhead)
@@ -188,7 +195,7 @@ QUICK = Config(recipe="quick", architecture="quick", width=16, width2=32, epochs
 # scans 96.6 -> 97.0%; canvas level) and caught fewer not-digits (19.9 -> 18.5%).
 DEFAULT = Config(recipe="default", architecture="quick", width=32, epochs=6, learning_rate=5e-3,
                  steps_per_execution=32, augment=True, rotation=8.0, zoom=0.08, shift=0.08,
-                 pen=0.3, pen_styles=ALL_PENS, checkpoint="last")
+                 pen=0.3, pen_styles=ALL_PENS, checkpoint="last", tta=True)
 
 # Quality in minutes: the same family, two convs per stage at 14x14 and 7x7, longer, with the
 # tutorial's augmentation (held-out 99.5% from epoch 10 of 14; ~2.5 min of training on a 2-core

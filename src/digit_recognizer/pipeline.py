@@ -29,6 +29,7 @@ class RunSummary:
     best_val_accuracy: float | None  # the best member's, for an ensemble; None: no split
     seconds: dict = field(default_factory=dict)  # stage -> wall seconds
     created_demo_data: bool = False
+    tta: bool = False  # the submission and score average the test-time views
 
 
 def find_or_create_data(data_dir, write_demo: bool = True) -> tuple[Path, Path, bool]:
@@ -59,11 +60,13 @@ def find_or_create_data(data_dir, write_demo: bool = True) -> tuple[Path, Path, 
 
 
 def run(config: Config, data_dir="data", run_dir="runs/default", verbose="auto",
-        members: int | None = None, jobs: int = 1, tta: bool = False,
+        members: int | None = None, jobs: int = 1, tta: bool | None = None,
         write_demo: bool = True, log=None) -> RunSummary:
     """`members` = N trains an ensemble of N (`jobs` members at a time, progress lines to
     `log`), as `digits train --ensemble N` does; None, a single model. `tta` predicts with
-    test-time augmentation. `write_demo`: see `find_or_create_data`."""
+    test-time augmentation; None: as the recipe says (`config.tta`). `write_demo`: see
+    `find_or_create_data`."""
+    tta = config.tta if tta is None else tta
     seconds = {}
     t = time.perf_counter()
     train_csv, test_csv, created = find_or_create_data(data_dir, write_demo)
@@ -112,4 +115,4 @@ def run(config: Config, data_dir="data", run_dir="runs/default", verbose="auto",
         report_dir = None
     seconds["report"] = time.perf_counter() - t
     return RunSummary(Path(run_dir), submission, score, metrics, report_dir, best_val,
-                      seconds, created)
+                      seconds, created, tta)
