@@ -102,6 +102,44 @@ def test_run_uses_existing_data_and_scores(tmp_path, small_demo, capsys):
         assert ("test-time augmentation" in held_out) == tta
 
 
+def test_predict_and_evaluate_take_the_recipes_tta_for_csvs_only(tiny_run, small_demo,
+                                                                   tmp_path, capsys):
+    """A test CSV is predicted (and evaluated) with the views when the run's recipe says so
+    (`default`: `tta` true), as `digits run` submits it; `--no-tta` turns them off; image
+    files get them only with `--tta`."""
+    from digit_recognizer.data import load_test_csv
+    from digit_recognizer.images import save_digit_png
+    from digit_recognizer.predict import load_run, predict_labels, run_proba
+
+    run = tiny_run[0]
+    assert json.loads((run / "config.json").read_text())["config"]["tta"] is True
+    pixels = load_test_csv(small_demo.test_csv).pixels
+    expected = {tta: predict_labels(run_proba(load_run(run, tta), pixels)) for tta in (False, True)}
+    assert (expected[False] != expected[True]).any()  # the tiny model reads some differently
+    for flags, tta in (([], True), (["--no-tta"], False), (["--tta"], True)):
+        out = tmp_path / f"sub{len(flags)}{tta}.csv"
+        assert main(["predict", str(run), str(small_demo.test_csv), "-o", str(out), *flags]) == 0
+        assert (read_submission(out) == expected[tta]).all()
+    report = tmp_path / "report"
+    assert main(["evaluate", str(run), str(small_demo.test_csv), "--labels",
+                 str(small_demo.answers_csv), "--report", str(report)]) == 0
+    truth = read_submission(small_demo.answers_csv)
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert metrics["accuracy"] == pytest.approx((expected[True] == truth).mean())
+    # images: plain unless --tta
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f"d{i}.png")
+        save_digit_png(pixels[i].reshape(28, 28), paths[-1])
+    capsys.readouterr()
+    assert main(["predict", str(run), *map(str, paths), "--format", "csv"]) == 0
+    plain = [int(r.split(",")[1]) for r in capsys.readouterr().out.splitlines()[1:]]
+    images = load_run(run, False)
+    from digit_recognizer.images import load_digits
+
+    assert plain == list(predict_labels(run_proba(images, load_digits(paths))))
+
+
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys):
     bad = tmp_path / "train.csv"
     bad.write_text("label,pixel0\n1,2\n")

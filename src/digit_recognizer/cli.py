@@ -135,10 +135,17 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--cpus-per-member", type=int_at_least(1), default=1, metavar="C",
                        help="with --ray: CPUs each member asks Ray for (its thread count)")
 
-    def tta_option(p):
-        p.add_argument("--tta", action="store_true",
+    def tta_option(p, recipe_decides: str = ""):
+        if not recipe_decides:
+            p.add_argument("--tta", action="store_true",
+                           help="test-time augmentation: average over the image moved one "
+                                "pixel each way and turned +/-8 degrees (7x the inference time)")
+            return
+        p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                        help="test-time augmentation: average over the image moved one pixel "
-                            "each way and turned +/-8 degrees (7x the inference time)")
+                            "each way and turned +/-8 degrees (7x the inference time); "
+                            f"default: {recipe_decides} as the run's recipe says (on for "
+                            "`default`, chosen on validation)")
 
     p = command("demo-data", "write Kaggle-format CSVs from the embedded MNIST copy",
                 _examples("digits demo-data data/",
@@ -189,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="images: save the 28x28 digit the model saw, as DIR/NAME.seen.png")
     p.add_argument("--format", choices=["text", "csv"], default="text",
                    help="images: 'csv' prints file,label,probability rows")
-    tta_option(p)
+    tta_option(p, "for a test CSV (images: off),")
     p.set_defaults(func=cmd_predict)
 
     p = command("score", "check a submission's format and score it against an answer key",
@@ -212,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="answer key (ImageId,Label) for an unlabeled test CSV")
     p.add_argument("--report", type=Path, metavar="DIR",
                    help="report directory (default: RUN/report)")
-    tta_option(p)
+    tta_option(p, "for the report,")
     p.set_defaults(func=cmd_evaluate)
 
     p = command("serve", "HTTP API and a drawing page for a trained run",
@@ -299,10 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", type=Path, default=Path("runs/default"), metavar="RUN",
                    help="directory for the run's files and submission.csv")
     training_options(p)
-    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
-                   help="predict the submission with test-time augmentation (the image moved "
-                        "one pixel each way and turned +/-8 degrees; 7x the inference time); "
-                        "default: as the recipe says (on for `default`, chosen on validation)")
+    tta_option(p, "for the submission,")
     p.set_defaults(func=cmd_run)
     return parser
 

@@ -144,7 +144,8 @@ def predict_image_files(args) -> int:
     digit the model knows). Exit 0 if any image held a digit, 1 if none did."""
     found = find_digits(args.inputs)  # every image is read and checked before the model loads
     digits = [d for d in found if not isinstance(d, NoDigitFound)]
-    answers = iter(answer_digits(load_run(args.run_dir, args.tta), np.stack(digits))
+    # images: the views only when asked (the drawing page and exports answer without them)
+    answers = iter(answer_digits(load_run(args.run_dir, bool(args.tta)), np.stack(digits))
                    if digits else [])
     table = csv.writer(sys.stdout, lineterminator="\n") if args.format == "csv" else None
     if table:

@@ -62,12 +62,13 @@ class Config:
     # such a run reads the softmax's doubt instead of the feature space (novelty.py). Training
     # accuracy counts them as errors (their target names no class); validation has none.
     outliers: float = 0.0
-    # Whether `digits run` predicts its submission (and scores it) averaging the 7 test-time
-    # views (predict.tta_views) unless `--tta`/`--no-tta` says otherwise. Chosen per recipe on
-    # validation (2026-11-30; each run's own 4,200 validation rows, seeds 2-4, plain -> TTA):
+    # Whether a test CSV (`digits run`'s submission and score, `digits predict RUN TEST_CSV`,
+    # `digits evaluate`) is predicted averaging the 7 test-time views (predict.tta_views),
+    # unless `--tta`/`--no-tta` says otherwise; images, serve and exports: only when asked.
+    # Chosen per recipe on validation (2026-11-30; each run's own 4,200 validation rows, seeds
+    # 2-4, plain -> TTA):
     # `default` +0.14, +0.10, +0.10 pt (on: ~17 s more for 28,000 rows on 2 cores); `best`
-    # +0.05, +0.05, 0.00; `quick` -0.12, +0.07, +0.07 (off: no gain on every seed). Other
-    # commands take `--tta` as they are told.
+    # +0.05, +0.05, 0.00; `quick` -0.12, +0.07, +0.07 (off: no gain on every seed).
     tta: bool = False
     val_fraction: float = 0.1  # stratified hold-out from the training CSV
     seed: int = 2

@@ -48,13 +48,14 @@ def score_submission(submission_path, answers_path) -> Score:
     return score_labels(*read_scored_pair(submission_path, answers_path))
 
 
-def evaluate_run(run_dir, labeled_csv, report_dir=None, tta: bool = False,
+def evaluate_run(run_dir, labeled_csv, report_dir=None, tta: bool | None = False,
                  labels_csv=None) -> dict:
     """Predict labeled data with a run's model and write the full report (metrics.json,
     confusion.png, errors.png, calibration.png, report.html) to `report_dir` (default
     RUN/report). The data is one labeled CSV (Kaggle's train.csv format), or with `labels_csv`
     an unlabeled test CSV plus its answer key (`ImageId,Label`). An ensemble averages its
-    members; `tta` averages test-time augmented views too. Data the run trained on gives a
+    members; `tta` averages test-time augmented views too (None: as the recipe says, see
+    predict.load_run). Data the run trained on gives a
     DataWarning (its accuracy says nothing about new images)."""
     if labels_csv is None:
         data = load_train_csv(labeled_csv)

@@ -72,16 +72,18 @@ class LoadedRun:
         return {"ensemble": self.ensemble, "members": [info["config"] for info in self.configs]}
 
 
-def load_run(run_dir, tta: bool = False) -> LoadedRun:
+def load_run(run_dir, tta: bool | None = False) -> LoadedRun:
     """Load a run directory (a single model, or every completed member of an ensemble), or a
     model exported to ONNX (run by onnxruntime, without TensorFlow). `tta`: predictions average
-    the test-time augmented views (7x the inference time)."""
+    the test-time augmented views (7x the inference time); None: as the run's recipe says for
+    a test CSV (`Config.tta`, every member's for an ensemble; an exported file: no)."""
     if is_onnx_file(run_dir):
-        return load_exported(run_dir, tta)
+        return load_exported(run_dir, bool(tta))
     run_dir = check_run_dir(run_dir)
     if not is_ensemble(run_dir):
         model, info = load_model_dir(run_dir)
-        return LoadedRun(run_dir, (model,), (run_dir / MODEL_FILE,), (info,), None, tta,
+        return LoadedRun(run_dir, (model,), (run_dir / MODEL_FILE,), (info,), None,
+                         _recipe_tta([info]) if tta is None else tta,
                          *_digit_spaces([run_dir], [model]))
     ensemble = read_run_json(run_dir / ENSEMBLE_FILE)
     usable = [m for m in members(run_dir) if m.usable]
@@ -90,9 +92,14 @@ def load_run(run_dir, tta: bool = False) -> LoadedRun:
                                   "(`digits train --add-members K` trains some)")
     loaded = [load_model_dir(m.run_dir) for m in usable]
     models = [model for model, _ in loaded]
+    infos = tuple(info for _, info in loaded)
     return LoadedRun(run_dir, tuple(models), tuple(m.run_dir / MODEL_FILE for m in usable),
-                     tuple(info for _, info in loaded), ensemble, tta,
+                     infos, ensemble, _recipe_tta(infos) if tta is None else tta,
                      *_digit_spaces([m.run_dir for m in usable], models))
+
+
+def _recipe_tta(infos) -> bool:
+    return all(info["config"].get("tta", False) for info in infos)
 
 
 def _digit_spaces(run_dirs, models) -> tuple[tuple, tuple]:
@@ -255,7 +262,7 @@ def predict_labels(probabilities: np.ndarray) -> np.ndarray:
 
 
 def predict_csv(run_dir, test_csv, submission_path, progress: bool | None = None,
-                tta: bool = False) -> np.ndarray:
+                tta: bool | None = False) -> np.ndarray:
     """Read a test CSV in chunks, predict, write Kaggle's submission; returns the labels.
 
     Streams the CSV (bounded memory for any number of rows) and keeps only one byte per
