@@ -124,6 +124,14 @@ def _digits(*args):
     return [sys.executable, "-m", "digit_recognizer.cli", *map(str, args)]
 
 
+def _as_in_a_terminal():
+    """In the child before exec: SIGINT's default disposition, as a terminal's shell gives its
+    commands. A shell without job control starts background commands (CI launched with `&`)
+    with SIGINT ignored, which children inherit and Python then leaves alone: Ctrl-C would be
+    ignored, as such a user asked, and the tests below would test nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 # A safety net only: every wait below ends on an event (a file, an epoch, the process exiting).
 # No test assumes how far a process gets in some number of seconds.
 SAFETY_NET_S = 1800
@@ -177,6 +185,7 @@ def test_ctrl_c_typed_in_a_terminal_stops_training_cleanly(small_demo, tmp_path)
                       "--epochs", 200, "--batch-size", 8)
     pid, terminal = pty.fork()  # the child's controlling terminal is this pty
     if pid == 0:
+        _as_in_a_terminal()
         os.execv(sys.executable, command)
     shown = bytearray()
 
@@ -229,7 +238,8 @@ def test_ctrl_c_stops_a_parallel_ensemble_cleanly(small_demo, tmp_path):
                                     "--ensemble", 2, "--jobs", 2, "--epochs", 200,
                                     "--batch-size", 64),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
+                            stdin=subprocess.DEVNULL, start_new_session=True,
+                            preexec_fn=_as_in_a_terminal)
     member_dirs = [run / "members" / "01", run / "members" / "02"]
     assert _wait_for(lambda: all(_epochs_done(m) >= 1 for m in member_dirs), proc)
     os.killpg(proc.pid, signal.SIGINT)
