@@ -64,9 +64,9 @@ def run(config: Config, data_dir="data", run_dir="runs/default", verbose="auto",
         write_demo: bool = True, log=None) -> RunSummary:
     """`members` = N trains an ensemble of N (`jobs` members at a time, progress lines to
     `log`), as `digits train --ensemble N` does; None, a single model. `tta` predicts with
-    test-time augmentation; None: as the recipe says (`config.tta`). `write_demo`: see
+    test-time augmentation; None: as the recipe says (`Config.tta`, read by `load_run` from
+    the run's saved config, as `digits predict` reads it). `write_demo`: see
     `find_or_create_data`."""
-    tta = config.tta if tta is None else tta
     seconds = {}
     t = time.perf_counter()
     train_csv, test_csv, created = find_or_create_data(data_dir, write_demo)
@@ -115,4 +115,4 @@ def run(config: Config, data_dir="data", run_dir="runs/default", verbose="auto",
         report_dir = None
     seconds["report"] = time.perf_counter() - t
     return RunSummary(Path(run_dir), submission, score, metrics, report_dir, best_val,
-                      seconds, created, tta)
+                      seconds, created, loaded.tta)
