@@ -135,12 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--cpus-per-member", type=int_at_least(1), default=1, metavar="C",
                        help="with --ray: CPUs each member asks Ray for (its thread count)")
 
-    def tta_option(p, recipe_decides: str = ""):
-        if not recipe_decides:
-            p.add_argument("--tta", action="store_true",
-                           help="test-time augmentation: average over the image moved one "
-                                "pixel each way and turned +/-8 degrees (7x the inference time)")
-            return
+    def tta_option(p, recipe_decides: str):
         p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                        help="test-time augmentation: average over the image moved one pixel "
                             "each way and turned +/-8 degrees (7x the inference time); "
