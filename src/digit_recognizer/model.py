@@ -146,13 +146,14 @@ def _quick_body(x, config: Config):
         normalised = norm in ("before_pool", "after_pool") or (norm == "after_last_pool"
                                                                 and stage == 1)
         x = layers.Conv2D(filters, kernel, padding="valid", use_bias=not normalised)(x)
-        if norm == "before_pool":
+        if norm == "before_pool":  # conv -> BN -> ReLU -> pool
             x = layers.BatchNormalization(momentum=0.9)(x)
             x = layers.Activation("relu")(x)
-        x = layers.MaxPooling2D(2)(x)
-        if normalised and norm != "before_pool":
-            x = layers.BatchNormalization(momentum=0.9)(x)
-        if norm != "before_pool":
+            x = layers.MaxPooling2D(2)(x)
+        else:  # conv -> pool [-> BN] -> ReLU
+            x = layers.MaxPooling2D(2)(x)
+            if normalised:
+                x = layers.BatchNormalization(momentum=0.9)(x)
             x = layers.Activation("relu")(x)
     x = layers.Flatten()(x)
     x = layers.Dense(256, use_bias=False)(x)
