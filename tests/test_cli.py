@@ -108,7 +108,7 @@ def test_predict_and_evaluate_take_the_recipes_tta_for_csvs_only(tiny_run, small
     (`default`: `tta` true), as `digits run` submits it; `--no-tta` turns them off; image
     files get them only with `--tta`."""
     from digit_recognizer.data import load_test_csv
-    from digit_recognizer.images import save_digit_png
+    from digit_recognizer.images import load_digits, save_digit_png
     from digit_recognizer.predict import load_run, predict_labels, run_proba
 
     run = tiny_run[0]
@@ -134,10 +134,7 @@ def test_predict_and_evaluate_take_the_recipes_tta_for_csvs_only(tiny_run, small
     capsys.readouterr()
     assert main(["predict", str(run), *map(str, paths), "--format", "csv"]) == 0
     plain = [int(r.split(",")[1]) for r in capsys.readouterr().out.splitlines()[1:]]
-    images = load_run(run, False)
-    from digit_recognizer.images import load_digits
-
-    assert plain == list(predict_labels(run_proba(images, load_digits(paths))))
+    assert plain == list(predict_labels(run_proba(load_run(run, False), load_digits(paths))))
 
 
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys):

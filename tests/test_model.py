@@ -164,4 +164,3 @@ def test_quick_net_second_conv_takes_width2():
     convs = [l for l in model.layers if l.__class__.__name__ == CONV]
     assert [c.filters for c in convs] == [16, 32]
     assert [c.output.shape[1] for c in convs] == [24, 10]  # valid 5x5 at 28, 3x3 at 12
-
