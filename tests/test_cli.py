@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from digit_recognizer.cli import main
@@ -135,6 +136,42 @@ def test_predict_and_evaluate_take_the_recipes_tta_for_csvs_only(tiny_run, small
     assert main(["predict", str(run), *map(str, paths), "--format", "csv"]) == 0
     plain = [int(r.split(",")[1]) for r in capsys.readouterr().out.splitlines()[1:]]
     assert plain == list(predict_labels(run_proba(load_run(run, False), load_digits(paths))))
+
+
+def test_csv_rows_framed_otherwise_are_reframed_unless_asked_not_to(tiny_run, small_demo,
+                                                                   tmp_path, capsys):
+    """A test CSV whose digits fill the frame (as scans elsewhere do) is read after reframing
+    each row as MNIST frames its digits, by predict and evaluate alike, and says so;
+    `--no-reframe` reads the rows as they are. Kaggle's own rows are read as they are."""
+    from digit_recognizer.data import load_test_csv, write_test_csv, write_train_csv
+    from digit_recognizer.images import reframe_rows
+    from digit_recognizer.predict import load_run, predict_labels, run_proba
+    from test_images import filling_the_frame
+
+    run = tiny_run[0]
+    pixels = load_test_csv(small_demo.test_csv).pixels[:40]
+    filled = np.stack([filling_the_frame(d) for d in pixels])
+    filled_csv = tmp_path / "filled.csv"
+    write_test_csv(filled_csv, filled)
+    loaded = load_run(run, True)
+    expected = {True: predict_labels(run_proba(loaded, reframe_rows(filled)[0])),
+                False: predict_labels(run_proba(loaded, filled))}
+    assert (expected[True] != expected[False]).any()
+    for flags, reframe in (([], True), (["--no-reframe"], False)):
+        out = tmp_path / f"sub{reframe}.csv"
+        capsys.readouterr()
+        assert main(["predict", str(run), str(filled_csv), "-o", str(out), *flags]) == 0
+        assert (read_submission(out) == expected[reframe]).all()
+        printed = capsys.readouterr().out
+        assert ("reframed     40 of 40 rows" in printed) == reframe
+    labeled = tmp_path / "labeled.csv"
+    write_train_csv(labeled, filled, read_submission(small_demo.answers_csv)[:40])
+    assert main(["evaluate", str(run), str(labeled), "--report", str(tmp_path / "rep")]) == 0
+    assert "reframed     40 of 40 rows" in capsys.readouterr().out
+    metrics = json.loads((tmp_path / "rep" / "metrics.json").read_text())
+    assert metrics["data"]["reframed_rows"] == 40
+    assert main(["predict", str(run), str(small_demo.test_csv), "-o", str(tmp_path / "k.csv")]) == 0
+    assert "reframed" not in capsys.readouterr().out  # MNIST's rows: none reframed
 
 
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys):

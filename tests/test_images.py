@@ -7,8 +7,8 @@ from PIL import Image, ImageFilter
 
 from digit_recognizer.cli import main
 from digit_recognizer.errors import InputError
-from digit_recognizer.images import (NoDigitFound, image_to_mnist, to_mnist,
-                                    undo_blocky_enlargement)
+from digit_recognizer.images import (NoDigitFound, image_to_mnist, in_mnist_frame,
+                                    reframe_rows, to_mnist, undo_blocky_enlargement)
 
 
 def layout(digit, scale=3, canvas=(120, 160), at=(10, 70), invert=True, thicken=0, rgb=False):
@@ -211,3 +211,66 @@ def test_noise_and_plain_shapes_are_not_taken_for_blocky_images():
     bar = np.zeros((64, 64), np.float32)
     bar[8:56, 30:34] = 255  # a "1" of one rectangle: too few edges to tell a grid
     assert undo_blocky_enlargement(bar) is bar
+
+
+def filling_the_frame(digit):
+    """An MNIST digit as a scan that fills the frame would hold it (as USPS's digits do): cropped
+    to its ink, its longer side stretched to 28 px, the other centred."""
+    rows, cols = np.flatnonzero(digit.any(1)), np.flatnonzero(digit.any(0))
+    crop = Image.fromarray(digit[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1])
+    scale = 28 / max(crop.size)
+    crop = crop.resize((max(1, round(crop.width * scale)), max(1, round(crop.height * scale))),
+                       Image.Resampling.BILINEAR)
+    frame = Image.new("L", (28, 28), 0)
+    frame.paste(crop, ((28 - crop.width) // 2, (28 - crop.height) // 2))
+    return np.asarray(frame)
+
+
+def test_mnist_rows_are_in_its_frame_and_read_untouched(mnist):
+    rows = mnist["test_pixels"][:2000]
+    assert in_mnist_frame(rows).all()  # (all 10,000 held-out rows; 2 of train.csv's 42,000 not)
+    out, reframed = reframe_rows(rows)
+    assert not reframed.any()
+    np.testing.assert_array_equal(out, rows)
+
+
+def aligned_correlation(a, b):
+    """Pixel correlation of two digits at the best of the 9 alignments within a pixel (two
+    framings of one digit can round its centre of mass differently)."""
+    return max(np.corrcoef(np.roll(a, (dy, dx), axis=(0, 1)).ravel(), b.ravel())[0, 1]
+               for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+
+
+def test_digits_framed_otherwise_are_reframed_as_mnist_frames_them(mnist):
+    """Moved off-centre, filling the frame, or drawn small: each row comes back in MNIST's
+    frame (longer side 20 px, centre of mass at the centre), as its MNIST original reads."""
+    digits = mnist["test_pixels"][:40]
+    digits = digits[(digits[:, 25:].sum(axis=(1, 2)) == 0) & (digits[:, :, :3].sum(axis=(1, 2)) == 0)]
+    moved = np.zeros_like(digits)
+    moved[:, 3:, :25] = digits[:, :25, 3:]  # 3 px down and left, no ink lost
+    filling = np.stack([filling_the_frame(d) for d in digits])
+    small = np.zeros_like(digits)
+    small[:, 7:21, 7:21] = [np.asarray(Image.fromarray(d).resize((14, 14), Image.Resampling.BOX))
+                            for d in digits]
+    originals = np.stack([to_mnist(d) for d in digits])
+    for kind, least in ((moved, 0.999), (filling, 0.9), (small, 0.75)):
+        assert not in_mnist_frame(kind).any()
+        out, reframed = reframe_rows(kind)
+        assert reframed.all()
+        for row in out.astype(float):  # MNIST's frame, give or take a blurred edge
+            strong = row >= 0.15 * row.max()
+            box = max(np.ptp(np.flatnonzero(strong.any(axis=1))),
+                      np.ptp(np.flatnonzero(strong.any(axis=0)))) + 1
+            assert 18 <= box <= 21
+            assert np.abs(np.array(centre_of_mass(row)) - 13.5).max() <= 1.0
+        assert min(aligned_correlation(a.astype(float), b.astype(float))
+                   for a, b in zip(originals, out)) > least
+    np.testing.assert_array_equal(reframe_rows(moved)[0], originals)  # a shift is undone
+
+
+def test_rows_without_ink_are_left_as_they_are():
+    rows = np.zeros((3, 28, 28), np.uint8)
+    rows[1] = 20  # faint: below the ink contrast
+    out, reframed = reframe_rows(rows)
+    assert not reframed.any()
+    np.testing.assert_array_equal(out, rows)

@@ -142,6 +142,13 @@ def build_parser() -> argparse.ArgumentParser:
                             f"default: {recipe_decides} as the run's recipe says (on for "
                             "`default`, chosen on validation)")
 
+    def reframe_option(p):
+        p.add_argument("--reframe", action=argparse.BooleanOptionalAction, default=True,
+                       help="CSV rows whose digit is not framed as MNIST frames its digits "
+                            "(the ink's longer side about 20 px, centred by mass; unlike "
+                            "digits scanned to fill the frame, smaller or off-centre) are "
+                            "reframed that way first; MNIST's own rows are read as they are")
+
     p = command("demo-data", "write Kaggle-format CSVs from the embedded MNIST copy",
                 _examples("digits demo-data data/",
                           "digits demo-data /tmp/small --rows 1000 --test-rows 200"))
@@ -192,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["text", "csv"], default="text",
                    help="images: 'csv' prints file,label,probability rows")
     tta_option(p, "for a test CSV (images: off),")
+    reframe_option(p)
     p.set_defaults(func=cmd_predict)
 
     p = command("score", "check a submission's format and score it against an answer key",
@@ -215,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", type=Path, metavar="DIR",
                    help="report directory (default: RUN/report)")
     tta_option(p, "for the report,")
+    reframe_option(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = command("serve", "HTTP API and a drawing page for a trained run",
@@ -302,6 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="directory for the run's files and submission.csv")
     training_options(p)
     tta_option(p, "for the submission,")
+    reframe_option(p)
     p.set_defaults(func=cmd_run)
     return parser
 

@@ -128,8 +128,11 @@ def cmd_predict(args) -> int:
     if len(args.inputs) == 1 and _is_csv(args.inputs[0]):
         output = args.output or Path("submission.csv")
         t = time.perf_counter()
-        labels = predict_csv(args.run_dir, args.inputs[0], output, tta=args.tta)
-        print(f"wrote {output}: {len(labels)} predictions in {time.perf_counter() - t:.1f} s")
+        result = predict_csv(args.run_dir, args.inputs[0], output, tta=args.tta,
+                             reframe=args.reframe)
+        print(f"wrote {output}: {len(result.labels)} predictions in "
+              f"{time.perf_counter() - t:.1f} s")
+        print_reframed(result.reframed, len(result.labels))
         return 0
     if any(_is_csv(p) for p in args.inputs):
         args.parser.error("give one test CSV, or image files, not both")
@@ -208,10 +211,18 @@ def print_metrics(metrics: dict, report_dir) -> None:
           f"{', errors.png, calibration.png' if 'log_loss' in metrics else ''})")
 
 
+def print_reframed(reframed: int, rows: int) -> None:
+    if reframed:
+        print(f"reframed     {reframed} of {rows} rows: their digit was not framed as MNIST's "
+              "(about 20 px across, centred by mass); --no-reframe reads them as they are")
+
+
 def cmd_evaluate(args) -> int:
     report_dir = args.report or args.run_dir / "report"
-    print_metrics(evaluate_run(args.run_dir, args.data_csv, report_dir, tta=args.tta,
-                               labels_csv=args.labels), report_dir)
+    metrics = evaluate_run(args.run_dir, args.data_csv, report_dir, tta=args.tta,
+                           labels_csv=args.labels, reframe=args.reframe)
+    print_metrics(metrics, report_dir)
+    print_reframed(metrics["data"]["reframed_rows"], metrics["data"]["rows"])
     return 0
 
 
@@ -220,7 +231,8 @@ def cmd_run(args) -> int:
     data = args.data or Path("data")
     start = time.perf_counter()
     summary = run(config, data, args.run_dir, members=args.ensemble, jobs=args.jobs,
-                  tta=args.tta, write_demo=args.data is None or args.demo_data, log=log)
+                  tta=args.tta, write_demo=args.data is None or args.demo_data,
+                  reframe=args.reframe, log=log)
     total = time.perf_counter() - start
     run_dir = summary.run_dir
     print()
@@ -239,6 +251,7 @@ def cmd_run(args) -> int:
               f"test images ({summary.score.n_errors} errors{how})")
     else:
         print("held-out     no answer key (test_labels.csv): upload submission.csv to Kaggle")
+    print_reframed(summary.reframed, summary.n_test_rows)
     stages = ", ".join(f"{k} {v:.1f} s" for k, v in summary.seconds.items())
     print(f"time         {total:.1f} s in all ({stages})")
     print(f"submission   {summary.submission}")

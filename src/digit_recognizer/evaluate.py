@@ -10,7 +10,7 @@ import numpy as np
 
 from .data import DigitsData, file_sha256, load_test_csv, load_train_csv, read_submission
 from .errors import DataWarning, InputError
-from .predict import load_run, predict_labels, run_proba
+from .predict import load_run, predict_labels, read_csv_rows, run_proba
 from .report import write_report
 from .rundir import CURVES_FILE
 
@@ -49,14 +49,15 @@ def score_submission(submission_path, answers_path) -> Score:
 
 
 def evaluate_run(run_dir, labeled_csv, report_dir=None, tta: bool | None = False,
-                 labels_csv=None) -> dict:
+                 labels_csv=None, reframe: bool = True) -> dict:
     """Predict labeled data with a run's model and write the full report (metrics.json,
     confusion.png, errors.png, calibration.png, report.html) to `report_dir` (default
     RUN/report). The data is one labeled CSV (Kaggle's train.csv format), or with `labels_csv`
     an unlabeled test CSV plus its answer key (`ImageId,Label`). An ensemble averages its
     members; `tta` averages test-time augmented views too (None: as the recipe says, see
-    predict.load_run). Data the run trained on gives a
-    DataWarning (its accuracy says nothing about new images)."""
+    predict.load_run). `reframe`: rows whose digit is not framed as MNIST's are reframed
+    first, as `digits predict` reads a CSV (predict.read_csv_rows). Data the run trained on
+    gives a DataWarning (its accuracy says nothing about new images)."""
     if labels_csv is None:
         data = load_train_csv(labeled_csv)
     else:
@@ -68,7 +69,9 @@ def evaluate_run(run_dir, labeled_csv, report_dir=None, tta: bool | None = False
         data = DigitsData(pixels.pixels, answers, pixels.path, pixels.sha256)
     run = load_run(run_dir, tta)
     warn_if_trained_on(data, run.training_data)
-    return report_predictions(run, data, run_proba(run, data.pixels), report_dir)
+    rows, reframed = read_csv_rows(data.pixels, reframe)
+    data = DigitsData(rows, data.labels, data.path, data.sha256)  # the report shows what was read
+    return report_predictions(run, data, run_proba(run, data.pixels), report_dir, reframed)
 
 
 def warn_if_trained_on(data, training: dict | None) -> None:
@@ -94,14 +97,16 @@ def warn_if_trained_on(data, training: dict | None) -> None:
                       stacklevel=2)
 
 
-def report_predictions(run, data, probabilities, report_dir=None) -> dict:
+def report_predictions(run, data, probabilities, report_dir=None, reframed: int = 0) -> dict:
     """The full report for the probabilities `run_proba(run, data.pixels)` gave on labeled
-    `data` (with or without TTA, as the run was loaded)."""
+    `data` (with or without TTA, as the run was loaded; `reframed` of its rows reframed
+    before, predict.read_csv_rows)."""
     models = [{"path": str(p), "sha256": file_sha256(p)} for p in run.model_paths]
     sources = {
         "model": models[0] if len(models) == 1 else {"ensemble": str(run.run_dir),
                                                      "members": models},
-        "data": {"path": str(data.path), "rows": len(data), "sha256": data.sha256},
+        "data": {"path": str(data.path), "rows": len(data), "sha256": data.sha256,
+                 "reframed_rows": reframed},
         "test_time_augmentation": run.uses_tta,
     }
     report_dir = Path(report_dir) if report_dir else Path(run.run_dir) / "report"

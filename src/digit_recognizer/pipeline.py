@@ -12,7 +12,7 @@ from .demo import write_demo_data
 from .ensemble import train_members
 from .errors import InputError
 from .evaluate import Score, read_scored_pair, report_predictions, score_labels
-from .predict import load_run, predict_labels, run_proba
+from .predict import load_run, predict_labels, read_csv_rows, run_proba
 from .train import train
 
 SUBMISSION_FILE = "submission.csv"
@@ -30,6 +30,8 @@ class RunSummary:
     seconds: dict = field(default_factory=dict)  # stage -> wall seconds
     created_demo_data: bool = False
     tta: bool = False  # the submission and score average the test-time views
+    reframed: int = 0  # test rows not in MNIST's frame, reframed before (read_csv_rows)
+    n_test_rows: int = 0
 
 
 def find_or_create_data(data_dir, write_demo: bool = True) -> tuple[Path, Path, bool]:
@@ -61,12 +63,13 @@ def find_or_create_data(data_dir, write_demo: bool = True) -> tuple[Path, Path, 
 
 def run(config: Config, data_dir="data", run_dir="runs/default", verbose="auto",
         members: int | None = None, jobs: int = 1, tta: bool | None = None,
-        write_demo: bool = True, log=None) -> RunSummary:
+        write_demo: bool = True, reframe: bool = True, log=None) -> RunSummary:
     """`members` = N trains an ensemble of N (`jobs` members at a time, progress lines to
     `log`), as `digits train --ensemble N` does; None, a single model. `tta` predicts with
     test-time augmentation; None: as the recipe says (`Config.tta`, read by `load_run` from
-    the run's saved config, as `digits predict` reads it). `write_demo`: see
-    `find_or_create_data`."""
+    the run's saved config, as `digits predict` reads it). `reframe`: test rows whose digit
+    is not framed as MNIST's are reframed first, as `digits predict` reads a CSV
+    (predict.read_csv_rows). `write_demo`: see `find_or_create_data`."""
     seconds = {}
     t = time.perf_counter()
     train_csv, test_csv, created = find_or_create_data(data_dir, write_demo)
@@ -92,7 +95,8 @@ def run(config: Config, data_dir="data", run_dir="runs/default", verbose="auto",
     t = time.perf_counter()
     loaded = load_run(run_dir, tta)  # the kept checkpoint, as `digits predict` would see it
     submission = Path(run_dir) / SUBMISSION_FILE
-    probabilities = run_proba(loaded, test_data.pixels)
+    test_rows, reframed = read_csv_rows(test_data.pixels, reframe)
+    probabilities = run_proba(loaded, test_rows)
     write_submission(submission, predict_labels(probabilities))
     seconds["predict"] = time.perf_counter() - t
 
@@ -103,8 +107,8 @@ def run(config: Config, data_dir="data", run_dir="runs/default", verbose="auto",
     if answers.exists():
         predicted, truth = read_scored_pair(submission, answers)  # the file as Kaggle checks it
         score = score_labels(predicted, truth)
-        labeled = DigitsData(test_data.pixels, truth, str(answers), test_data.sha256)
-        metrics = report_predictions(loaded, labeled, probabilities, report_dir)
+        labeled = DigitsData(test_rows, truth, str(answers), test_data.sha256)
+        metrics = report_predictions(loaded, labeled, probabilities, report_dir, reframed)
     elif result is not None and len(result.val_indices):
         rows = result.val_indices
         labeled = DigitsData(train_data.pixels[rows], train_data.labels[rows],
@@ -115,4 +119,4 @@ def run(config: Config, data_dir="data", run_dir="runs/default", verbose="auto",
         report_dir = None
     seconds["report"] = time.perf_counter() - t
     return RunSummary(Path(run_dir), submission, score, metrics, report_dir, best_val,
-                      seconds, created, loaded.tta)
+                      seconds, created, loaded.tta, reframed, len(test_rows))

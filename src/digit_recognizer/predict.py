@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from .data import iter_test_chunks, to_inputs, write_submission
 from .errors import InputError
-from .images import load_digits
+from .images import load_digits, reframe_rows
 from .novelty import (DIGIT_SPACE_FILE, feature_model, load_digit_space,
                       probabilities_and_features)
 from .onnx_model import is_onnx_file, load_onnx
@@ -261,9 +261,26 @@ def predict_labels(probabilities: np.ndarray) -> np.ndarray:
     return np.asarray(probabilities).argmax(axis=1).astype(np.uint8)
 
 
+@dataclass(frozen=True)
+class CsvPredictions:
+    labels: np.ndarray  # uint8 (n,), one per row
+    reframed: int  # rows not in MNIST's frame, read after images.reframe_rows
+
+
+def read_csv_rows(pixels: np.ndarray, reframe: bool = True) -> tuple[np.ndarray, int]:
+    """CSV rows (n, 28, 28) as every command reads them for a model: with `reframe`, the rows
+    whose digit is not framed as MNIST's are (images.reframe_rows: MNIST's own rows are
+    untouched). Returns the rows and how many were reframed."""
+    if not reframe:
+        return pixels, 0
+    rows, reframed = reframe_rows(pixels)
+    return rows, int(reframed.sum())
+
+
 def predict_csv(run_dir, test_csv, submission_path, progress: bool | None = None,
-                tta: bool | None = False) -> np.ndarray:
-    """Read a test CSV in chunks, predict, write Kaggle's submission; returns the labels.
+                tta: bool | None = False, reframe: bool = True) -> CsvPredictions:
+    """Read a test CSV in chunks, predict, write Kaggle's submission; returns the labels and
+    how many rows were reframed (read_csv_rows).
 
     Streams the CSV (bounded memory for any number of rows) and keeps only one byte per
     image; the submission is written atomically at the end, so bad input found half-way
@@ -274,15 +291,17 @@ def predict_csv(run_dir, test_csv, submission_path, progress: bool | None = None
     chunks = iter_test_chunks(test_csv)
     checked = list(itertools.islice(chunks, PREFETCH_CHUNKS))
     run = load_run(run_dir, tta)
-    labels = []
+    labels, reframed = [], 0
     with tqdm(unit=" img", desc="predict", disable=None if progress is None else not progress,
               leave=False) as bar:
         for chunk in itertools.chain(checked, chunks):
-            labels.append(predict_labels(run_proba(run, chunk)))
+            rows, moved = read_csv_rows(chunk, reframe)
+            labels.append(predict_labels(run_proba(run, rows)))
+            reframed += moved
             bar.update(len(chunk))
     labels = np.concatenate(labels)
     write_submission(submission_path, labels)
-    return labels
+    return CsvPredictions(labels, reframed)
 
 
 def top_k(probabilities: np.ndarray, k: int = 3) -> list[tuple[int, float]]:
