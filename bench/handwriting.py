@@ -22,6 +22,16 @@ what a person photographing or drawing a digit gets:
                      from the fonts, pen shapes (star, heart, grid, spiral...) and scribbles
                      on the canvas, and photos of some of them; right = "no digit found"
 
+Two sets are Kaggle-format test CSVs instead, read as `digits predict RUN TEST_CSV` reads one
+(a label for every row): digits scanned elsewhere and stored as 28x28 rows that fill the frame
+(as USPS's do) rather than sit in MNIST's 20 px box at the centre of mass:
+
+  csv-8x8-filling    the optdigits digits above, scaled up smoothly to fill 28x28
+  csv-16x16-filling  the lowres-16x16 digits, scaled up smoothly to fill 28x28
+
+each read twice: as the commands read it (rows not in MNIST's frame reframed first,
+images.reframe_rows) and `--no-reframe` (the rows as they are).
+
 With `--split test`, MNIST's held-out set is scored twice: as the CSV path reads it (always a
 label) and as images (`mnist-held-out-as-images`: the images path may answer "no digit
 found"). `--split dev`, the split choices are made on, does not read it.
@@ -239,7 +249,7 @@ def make_sets(split: str = "test") -> dict[str, tuple[list, list]]:
     `pen` share of the recipes were chosen on it) and "test" (reported; never used to choose):
     fonts alternate between them, optdigits' writers' digits are halved, the random draws
     (stroke, slant, jitter, light) use different seeds."""
-    from PIL import Image
+    from PIL import Image, ImageOps
     from sklearn.datasets import load_digits
 
     part = {"dev": 0, "test": 1}[split]
@@ -266,16 +276,35 @@ def make_sets(split: str = "test") -> dict[str, tuple[list, list]]:
     photos, labels = font_set(hand, rng, 2)
     sets["photos"] = ([photo_of(im, rng) for im in photos], labels)
     sets["not-digits"] = not_digit_set(hand + printed, rng, 4)
+    # Kaggle-format rows (light on dark, 28x28) of digits that fill the frame (write_sets
+    # writes them as a test CSV): made from the two low-resolution sets above
+    sets["csv-8x8-filling"] = ([filling_row(im) for im in eight], labels8)
+    sets["csv-16x16-filling"] = ([filling_row(ImageOps.invert(scanned_at(im, 16)))
+                                  for im in small], sets["lowres-16x16"][1])
     return sets
 
 
+def filling_row(image) -> np.ndarray:
+    """A light-on-dark low-resolution digit scaled up smoothly to fill a 28x28 CSV row."""
+    from PIL import Image
+
+    return np.asarray(image.convert("L").resize((28, 28), Image.Resampling.BILINEAR))
+
+
 def write_sets(sets, out: Path = OUT) -> dict[str, tuple[list[Path], np.ndarray]]:
-    """Each set as PNG files and labels.csv under out/SET/; returns their paths and labels."""
+    """Each set as PNG files and labels.csv under out/SET/ (the csv-* sets: out/SET/test.csv,
+    Kaggle's format); returns their paths (a CSV set: [its CSV]) and labels."""
+    from digit_recognizer.data import write_test_csv
+
     shutil.rmtree(out, ignore_errors=True)
     written = {}
     for name, (images, labels) in sets.items():
         folder = out / name
         folder.mkdir(parents=True)
+        if name.startswith("csv-"):
+            write_test_csv(folder / "test.csv", np.stack(images))
+            written[name] = ([folder / "test.csv"], np.array(labels))
+            continue
         paths = []
         for i, (image, label) in enumerate(zip(images, labels)):
             paths.append(folder / f"{i:04d}-{label}.png")
@@ -295,7 +324,9 @@ def evaluate(run_dir, written, tta: bool = False, show: bool = False,
     held-out set is only observed, never shown beside a choice."""
     from digit_recognizer.demo import load_embedded_mnist
     from digit_recognizer.images import NoDigitFound, find_digits, save_digit_png
-    from digit_recognizer.predict import answer_digits, load_run
+    from digit_recognizer.data import load_test_csv
+    from digit_recognizer.predict import (answer_digits, load_run, predict_labels, read_csv_rows,
+                                          run_proba)
 
     run = load_run(run_dir, tta)
     if quantile is not None and quantile >= 100:  # no far-from-any-digit check
@@ -317,6 +348,13 @@ def evaluate(run_dir, written, tta: bool = False, show: bool = False,
                        "accuracy": float((answered == mnist["test_labels"]).mean()),
                        "no_digit": int((answered == -1).sum())}}
     for name, (paths, labels) in written.items():
+        if name.startswith("csv-"):  # as `digits predict RUN TEST_CSV` reads it, and without
+            rows = load_test_csv(paths[0]).pixels
+            for reframe, key in ((True, name), (False, f"{name} --no-reframe")):
+                predicted = predict_labels(run_proba(run, read_csv_rows(rows, reframe)[0]))
+                results[key] = {"images": len(rows), "no_digit": 0,
+                                "accuracy": float((predicted == labels).mean())}
+            continue
         found = find_digits(paths)
         ok = np.array([not isinstance(d, NoDigitFound) for d in found])
         predicted = np.full(len(paths), -1)
@@ -340,6 +378,7 @@ def draw_sheet(written, path: Path, per_set: int = 4, cell: int = 72) -> None:
     from digit_recognizer.images import NoDigitFound, find_digits
 
     label_w = 150
+    written = {name: w for name, w in written.items() if not name.startswith("csv-")}
     sheet = Image.new("L", (label_w + 2 * per_set * cell, len(written) * cell), 255)
     draw = ImageDraw.Draw(sheet)
     for row, (name, (paths, _)) in enumerate(written.items()):
