@@ -37,7 +37,8 @@ def test_no_digit_is_an_answer_not_a_guess(client):
     r = client.post("/predict", json={"pixels": [0] * 784})
     assert r.status_code == 200 and r.json()["label"] is None
     r = client.post("/predict", json={"pixels": [0] * 783 + [255]})  # one bright pixel is ink
-    assert r.status_code == 200 and r.json()["label"] is not None
+    assert r.status_code == 200 and "no ink" not in (r.json().get("reason") or "")
+    assert r.json()["pixels"] is not None  # read (reframed: a dot blown up to the 20 px box)
 
 
 def test_healthz_and_page(client):
@@ -57,7 +58,19 @@ def test_predict_upload_raw_and_json(client, mnist):
     r = client.post("/predict", json={"pixels": digit.ravel().tolist()})
     assert r.status_code == 200, r.text
     check_prediction(r.json())
-    assert r.json()["pixels"] == digit.ravel().tolist()  # JSON pixels are used as given
+    assert r.json()["pixels"] == digit.ravel().tolist()  # MNIST's framing: used as given
+
+
+def test_json_pixels_framed_otherwise_are_reframed_as_a_csv_row_is(client, mnist):
+    from digit_recognizer.images import reframe_rows
+    from test_images import filling_the_frame
+
+    filled = filling_the_frame(mnist["test_pixels"][0])
+    r = client.post("/predict", json={"pixels": filled.ravel().tolist()})
+    assert r.status_code == 200, r.text
+    check_prediction(r.json())
+    seen = reframe_rows(filled)[0][0]
+    assert (seen != filled).any() and r.json()["pixels"] == seen.ravel().tolist()
 
 
 @pytest.mark.parametrize("kwargs, status", [
