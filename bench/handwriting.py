@@ -372,23 +372,30 @@ def evaluate(run_dir, written, tta: bool = False, show: bool = False,
 
 
 def draw_sheet(written, path: Path, per_set: int = 4, cell: int = 72) -> None:
-    """One row per set: `per_set` inputs, each beside the 28x28 digit the model saw."""
+    """One row per set: `per_set` inputs, each beside the 28x28 digit the model saw (a CSV
+    set: the row as stored beside the row as read, reframed)."""
     from PIL import Image, ImageDraw
 
-    from digit_recognizer.images import NoDigitFound, find_digits
+    from digit_recognizer.data import load_test_csv
+    from digit_recognizer.images import NoDigitFound, find_digits, reframe_rows
 
     label_w = 150
-    written = {name: w for name, w in written.items() if not name.startswith("csv-")}
     sheet = Image.new("L", (label_w + 2 * per_set * cell, len(written) * cell), 255)
     draw = ImageDraw.Draw(sheet)
     for row, (name, (paths, _)) in enumerate(written.items()):
         draw.text((6, row * cell + cell // 2 - 6), name, fill=0)
-        picks = [paths[j] for j in np.random.default_rng(row).choice(len(paths), per_set,
-                                                                     replace=False)]
-        for i, (image_path, seen) in enumerate(zip(picks, find_digits(picks))):
+        rng = np.random.default_rng(row)
+        if name.startswith("csv-"):
+            stored = load_test_csv(paths[0]).pixels
+            stored = stored[rng.choice(len(stored), per_set, replace=False)]
+            pairs = [(Image.fromarray(a), b) for a, b in zip(stored, reframe_rows(stored)[0])]
+        else:
+            picks = [paths[j] for j in rng.choice(len(paths), per_set, replace=False)]
+            pairs = [(Image.open(p).convert("L"), seen) for p, seen in zip(picks,
+                                                                           find_digits(picks))]
+        for i, (shown, seen) in enumerate(pairs):
             x = label_w + 2 * i * cell
-            sheet.paste(Image.open(image_path).convert("L").resize((cell - 4, cell - 4)),
-                        (x, row * cell + 2))
+            sheet.paste(shown.resize((cell - 4, cell - 4)), (x, row * cell + 2))
             if not isinstance(seen, NoDigitFound):
                 sheet.paste(Image.fromarray(seen).resize((cell - 4, cell - 4),
                                                          Image.Resampling.NEAREST),
