@@ -3,7 +3,7 @@
     .venv/bin/python bench/checkpoint_rule.py default --seeds 5
     .venv/bin/python bench/checkpoint_rule.py quick --seeds 5
 
-For each seed (2, 3, ...) the recipe trains on its own stratified split of train.csv, as
+For each seed (2, 3, ... or from --first-seed) the recipe trains on its own stratified split of train.csv, as
 `digits train` does, and the validation rows' probabilities are kept after every epoch. Those
 rows are then cut into two stratified halves. "best" picks the epoch with the highest accuracy
 on one half (earliest on ties, as `checkpoint: "best"` does) and is scored on the other half,
@@ -40,7 +40,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("recipe", help="a recipe name or recipe .json file")
-    parser.add_argument("--seeds", type=int, default=5, help="seeds 2, 3, ... (one split each)")
+    parser.add_argument("--seeds", type=int, default=5, help="how many seeds (one split each)")
+    parser.add_argument("--first-seed", type=int, default=2,
+                        help="seeds FIRST, FIRST+1, ... (to add seeds to an earlier comparison)")
     parser.add_argument("--data", type=Path, default=ROOT / "data")
     args = parser.parse_args()
     from digit_recognizer.backend import keras
@@ -58,7 +60,8 @@ def main() -> None:
 
     data = load_train_csv(args.data / "train.csv")
     scores = []
-    for seed in range(2, 2 + args.seeds):
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    for seed in seeds:
         config = get_recipe(args.recipe).replace(seed=seed)
         split = split_train_val(data, config.val_fraction, seed)
         probabilities = ValidationProbabilities(split.x_val)
@@ -71,7 +74,7 @@ def main() -> None:
               f"{scores[-1][0]:.4%}, last {scores[-1][1]:.4%}", flush=True)
     best, last = np.array(scores).T
     spread = (lambda x: f" +- {x.std(ddof=1):.2%}") if len(scores) > 1 else (lambda x: "")
-    print(f"{args.recipe}, seeds 2-{1 + args.seeds}: best {best.mean():.4%}{spread(best)}, "
+    print(f"{args.recipe}, seeds {seeds[0]}-{seeds[-1]}: best {best.mean():.4%}{spread(best)}, "
           f"last {last.mean():.4%}{spread(last)}")
 
 
