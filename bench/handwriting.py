@@ -27,6 +27,7 @@ Two sets are Kaggle-format test CSVs instead, read as `digits predict RUN TEST_C
 (as USPS's do) rather than sit in MNIST's 20 px box at the centre of mass:
 
   csv-8x8-filling    the optdigits digits above, scaled up smoothly to fill 28x28
+  csv-8x8-blocky-filling  the same, scaled up without smoothing (uneven 3-4 px blocks)
   csv-16x16-filling  the lowres-16x16 digits, scaled up smoothly to fill 28x28
 
 each read twice: as the commands read it (rows not in MNIST's frame reframed first,
@@ -279,16 +280,19 @@ def make_sets(split: str = "test") -> dict[str, tuple[list, list]]:
     # Kaggle-format rows (light on dark, 28x28) of digits that fill the frame (write_sets
     # writes them as a test CSV): made from the two low-resolution sets above
     sets["csv-8x8-filling"] = ([filling_row(im) for im in eight], labels8)
+    sets["csv-8x8-blocky-filling"] = ([filling_row(im, blocky=True) for im in eight], labels8)
     sets["csv-16x16-filling"] = ([filling_row(ImageOps.invert(scanned_at(im, 16)))
                                   for im in small], sets["lowres-16x16"][1])
     return sets
 
 
-def filling_row(image) -> np.ndarray:
-    """A light-on-dark low-resolution digit scaled up smoothly to fill a 28x28 CSV row."""
+def filling_row(image, blocky: bool = False) -> np.ndarray:
+    """A light-on-dark low-resolution digit scaled up to fill a 28x28 CSV row: smoothly, or
+    `blocky` (nearest neighbour: uneven blocks, 28 not being a multiple of 8)."""
     from PIL import Image
 
-    return np.asarray(image.convert("L").resize((28, 28), Image.Resampling.BILINEAR))
+    how = Image.Resampling.NEAREST if blocky else Image.Resampling.BILINEAR
+    return np.asarray(image.convert("L").resize((28, 28), how))
 
 
 def write_sets(sets, out: Path = OUT) -> dict[str, tuple[list[Path], np.ndarray]]:

@@ -8,7 +8,8 @@ from PIL import Image, ImageFilter
 from digit_recognizer.cli import main
 from digit_recognizer.errors import InputError
 from digit_recognizer.images import (NoDigitFound, image_to_mnist, in_mnist_frame,
-                                    reframe_rows, to_mnist, undo_blocky_enlargement)
+                                    looks_blocky, reframe_rows, to_mnist,
+                                    undo_blocky_enlargement)
 
 
 def layout(digit, scale=3, canvas=(120, 160), at=(10, 70), invert=True, thicken=0, rgb=False):
@@ -274,3 +275,23 @@ def test_rows_without_ink_are_left_as_they_are():
     out, reframed = reframe_rows(rows)
     assert not reframed.any()
     np.testing.assert_array_equal(out, rows)
+
+
+def test_rows_enlarged_without_smoothing_are_smoothed_before_reframing(mnist):
+    """An 8x8 scan enlarged to fill the frame without smoothing (blocks of 3 and 4 px, no grid
+    undo_blocky_enlargement can undo) reads like the smoothly enlarged one once reframed."""
+    def scan(digit, how):
+        small = Image.fromarray(digit).resize((8, 8), Image.Resampling.BOX)
+        return np.asarray(small.resize((28, 28), how))
+
+    digits = mnist["test_pixels"][:20]
+    blocky = np.stack([scan(d, Image.Resampling.NEAREST) for d in digits])
+    smooth = np.stack([scan(d, Image.Resampling.BILINEAR) for d in digits])
+    assert all(looks_blocky(r) for r in blocky) and not any(looks_blocky(r) for r in smooth)
+    assert not any(looks_blocky(r) for r in digits)  # MNIST's own anti-aliased strokes
+    read_blocky, read_smooth = reframe_rows(blocky)[0], reframe_rows(smooth)[0]
+    unsmoothed = np.stack([to_mnist(r) for r in blocky])
+    closer = [aligned_correlation(s.astype(float), b.astype(float))
+              > aligned_correlation(s.astype(float), u.astype(float))
+              for s, b, u in zip(read_smooth, read_blocky, unsmoothed)]
+    assert np.mean(closer) >= 0.75  # 17 of these 20
