@@ -31,7 +31,8 @@ Two sets are Kaggle-format test CSVs instead, read as `digits predict RUN TEST_C
   csv-16x16-filling  the lowres-16x16 digits, scaled up smoothly to fill 28x28
 
 each read twice: as the commands read it (rows not in MNIST's frame reframed first,
-images.reframe_rows) and `--no-reframe` (the rows as they are).
+images.reframe_rows; with the test-time views if the run's recipe has them, as `digits
+predict` reads a CSV, and with `--tta`) and `--no-reframe` (the rows as they are).
 
 With `--split test`, MNIST's held-out set is scored twice: as the CSV path reads it (always a
 label) and as images (`mnist-held-out-as-images`: the images path may answer "no digit
@@ -333,6 +334,7 @@ def evaluate(run_dir, written, tta: bool = False, show: bool = False,
                                           run_proba)
 
     run = load_run(run_dir, tta)
+    csv_run = run if tta else load_run(run_dir, None)  # a CSV: the recipe's TTA, as predict's
     if quantile is not None and quantile >= 100:  # no far-from-any-digit check
         run = dataclasses.replace(run, spaces=(), feature_nets=())
     elif quantile is not None:  # the check's threshold at another validation quantile
@@ -355,7 +357,7 @@ def evaluate(run_dir, written, tta: bool = False, show: bool = False,
         if name.startswith("csv-"):  # as `digits predict RUN TEST_CSV` reads it, and without
             rows = load_test_csv(paths[0]).pixels
             for reframe, key in ((True, name), (False, f"{name} --no-reframe")):
-                predicted = predict_labels(run_proba(run, read_csv_rows(rows, reframe)[0]))
+                predicted = predict_labels(run_proba(csv_run, read_csv_rows(rows, reframe)[0]))
                 results[key] = {"images": len(rows), "no_digit": 0,
                                 "accuracy": float((predicted == labels).mean())}
             continue
