@@ -357,7 +357,8 @@ def evaluate(run_dir, written, tta: bool = False, show: bool = False,
         if name.startswith("csv-"):  # as `digits predict RUN TEST_CSV` reads it, and without
             rows = load_test_csv(paths[0]).pixels
             for reframe, key in ((True, name), (False, f"{name} --no-reframe")):
-                predicted = predict_labels(run_proba(csv_run, read_csv_rows(rows, reframe)[0]))
+                read = read_csv_rows(csv_run, rows, reframe)[0]
+                predicted = predict_labels(run_proba(csv_run, read))
                 results[key] = {"images": len(rows), "no_digit": 0,
                                 "accuracy": float((predicted == labels).mean())}
             continue

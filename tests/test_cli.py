@@ -172,6 +172,17 @@ def test_csv_rows_framed_otherwise_are_reframed_unless_asked_not_to(tiny_run, sm
     assert metrics["data"]["reframed_rows"] == 40
     assert main(["predict", str(run), str(small_demo.test_csv), "-o", str(tmp_path / "k.csv")]) == 0
     assert "reframed" not in capsys.readouterr().out  # MNIST's rows: none reframed
+    # A model that learned other framings (recorded at training: all of MNIST's rows framed)
+    # reads rows as they are.
+    info = json.loads((run / "config.json").read_text())
+    assert info["data"]["in_mnist_frame"] == 1.0
+    other = tmp_path / "trained-on-filled"
+    shutil.copytree(run, other)
+    info["data"]["in_mnist_frame"] = 0.02
+    (other / "config.json").write_text(json.dumps(info))
+    assert main(["predict", str(other), str(filled_csv), "-o", str(tmp_path / "o.csv")]) == 0
+    assert (read_submission(tmp_path / "o.csv") == expected[False]).all()
+    assert "reframed" not in capsys.readouterr().out
 
 
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys):

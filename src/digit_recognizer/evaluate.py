@@ -69,7 +69,7 @@ def evaluate_run(run_dir, labeled_csv, report_dir=None, tta: bool | None = False
         data = DigitsData(pixels.pixels, answers, pixels.path, pixels.sha256)
     run = load_run(run_dir, tta)
     warn_if_trained_on(data, run.training_data)
-    rows, reframed = read_csv_rows(data.pixels, reframe)
+    rows, reframed = read_csv_rows(run, data.pixels, reframe)
     data = DigitsData(rows, data.labels, data.path, data.sha256)  # the report shows what was read
     return report_predictions(run, data, run_proba(run, data.pixels), report_dir, reframed)
 

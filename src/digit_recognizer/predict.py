@@ -20,6 +20,9 @@ from .rundir import (CONFIG_FILE, ENSEMBLE_FILE, MODEL_FILE, check_run_dir, is_e
 
 PREDICT_BATCH = 1024  # images per forward call; large batches amortise per-call overhead
 PREFETCH_CHUNKS = 4  # x 16 MiB of CSV read and checked before the model loads (Kaggle's: 51 MB)
+# A run trained on at least this share of rows in MNIST's frame learned MNIST's framing
+# (train.csv: 41,998 of 42,000 rows; a training CSV of frame-filling scans: none).
+MNIST_FRAMED_SHARE = 0.99
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,14 @@ class LoadedRun:
         ensemble's data, or the single model's (exports carry it in their metadata)."""
         source = self.ensemble or (self.configs[0] if self.configs else {})
         return source.get("data") or {}
+
+    @property
+    def learned_mnist_framing(self) -> bool:
+        """Whether the run trained on digits framed as MNIST's (nearly all rows of a sample,
+        train.share_in_mnist_frame): only then are CSV rows framed otherwise reframed for it.
+        Runs that did not record it (older ones, exports made elsewhere) count as MNIST's."""
+        return all(info.get("data", {}).get("in_mnist_frame", 1.0) >= MNIST_FRAMED_SHARE
+                   for info in self.configs)
 
     @property
     def n_members(self) -> int:
@@ -267,11 +278,14 @@ class CsvPredictions:
     reframed: int  # rows not in MNIST's frame, read after images.reframe_rows
 
 
-def read_csv_rows(pixels: np.ndarray, reframe: bool = True) -> tuple[np.ndarray, int]:
-    """CSV rows (n, 28, 28) as every command reads them for a model: with `reframe`, the rows
+def read_csv_rows(run: LoadedRun, pixels: np.ndarray, reframe: bool = True
+                  ) -> tuple[np.ndarray, int]:
+    """CSV rows (n, 28, 28) as every command reads them for `run`: with `reframe`, the rows
     whose digit is not framed as MNIST's are (images.reframe_rows: MNIST's own rows are
-    untouched). Returns the rows and how many were reframed."""
-    if not reframe:
+    untouched), if the run learned MNIST's framing (LoadedRun.learned_mnist_framing; a model
+    trained on other framings reads rows as they are). Returns the rows and how many were
+    reframed."""
+    if not (reframe and run.learned_mnist_framing):
         return pixels, 0
     rows, reframed = reframe_rows(pixels)
     return rows, int(reframed.sum())
@@ -295,7 +309,7 @@ def predict_csv(run_dir, test_csv, submission_path, progress: bool | None = None
     with tqdm(unit=" img", desc="predict", disable=None if progress is None else not progress,
               leave=False) as bar:
         for chunk in itertools.chain(checked, chunks):
-            rows, moved = read_csv_rows(chunk, reframe)
+            rows, moved = read_csv_rows(run, chunk, reframe)
             labels.append(predict_labels(run_proba(run, rows)))
             reframed += moved
             bar.update(len(chunk))

@@ -19,8 +19,8 @@ from importlib import resources
 import numpy as np
 
 from .errors import InputError
-from .images import MIN_INK_CONTRAST, NoDigitFound, image_to_mnist, reframe_rows
-from .predict import answer_digits, load_run, top_k
+from .images import MIN_INK_CONTRAST, NoDigitFound, image_to_mnist
+from .predict import answer_digits, load_run, read_csv_rows, top_k
 
 MAX_BODY_BYTES = 5 * 1024 * 1024  # 5 MiB: a drawing is a few KB, a phone photo a few MB
 
@@ -59,7 +59,7 @@ def create_app(run_dir):
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         try:
             if content_type == "application/json":  # a CSV row's pixels: read as one is
-                digit = reframe_rows(_pixels_from_json(bytes(body)))[0][0]
+                digit = read_csv_rows(run, _pixels_from_json(bytes(body))[None])[0][0]
             elif content_type == "multipart/form-data":
                 digit = image_to_mnist(await _upload_from_multipart(request, bytes(body)),
                                        "upload")

@@ -290,6 +290,19 @@ def ema_swap(config: Config) -> list:
     return [SwapWeightAverage()] if config.ema > 0 else []
 
 
+def share_in_mnist_frame(pixels: np.ndarray, seed: int, sample: int = 2000) -> float:
+    """The share of training rows framed as MNIST's are (images.in_mnist_frame), on a seeded
+    sample: a model that learned other framings must read its CSVs as they are
+    (predict.read_csv_rows)."""
+    from .images import in_mnist_frame
+
+    if len(pixels) == 0:
+        return 1.0
+    rows = np.random.default_rng(seed).choice(len(pixels), min(sample, len(pixels)),
+                                              replace=False)
+    return round(float(in_mnist_frame(pixels[rows]).mean()), 4)
+
+
 def run_info(config: Config, data: DigitsData, split: Split, mean: float, std: float) -> dict:
     """config.json: everything predict/evaluate need, and how the run was made."""
     return {
@@ -301,7 +314,8 @@ def run_info(config: Config, data: DigitsData, split: Split, mean: float, std: f
             "statistics_from": "training split only",
         },
         "data": {"train_csv": str(data.path), "sha256": data.sha256, "rows": len(data),
-                 "train_rows": len(split.x_train), "val_rows": len(split.x_val)},
+                 "train_rows": len(split.x_train), "val_rows": len(split.x_val),
+                 "in_mnist_frame": share_in_mnist_frame(split.x_train, config.seed)},
         "versions": library_versions(),
         "seed": config.seed,
         "command": " ".join(sys.argv),
