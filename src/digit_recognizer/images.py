@@ -298,8 +298,8 @@ def reframe_rows(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(rows, reframed): the rows (n, 28, 28) uint8 with each one not in MNIST's frame
     (in_mnist_frame) redone as to_mnist does an image (cropped to its ink, scaled to the 20 px
     box, centred by mass; smoothed first if blocky: looks_blocky), and which rows those were
-    (bool (n,)). Framed rows are returned
-    untouched, so MNIST's own rows read exactly as before."""
+    (bool (n,)). Framed rows are returned untouched, so MNIST's own rows read exactly as
+    before."""
     rows = np.asarray(pixels, dtype=np.uint8).reshape(-1, FRAME, FRAME)
     reframed = ~in_mnist_frame(rows)
     if reframed.any():
