@@ -35,8 +35,9 @@ images.reframe_rows; with the test-time views if the run's recipe has them, as `
 predict` reads a CSV, and with `--tta`) and `--no-reframe` (the rows as they are).
 
 With `--split test`, MNIST's held-out set is scored twice: as the CSV path reads it (always a
-label) and as images (`mnist-held-out-as-images`: the images path may answer "no digit
-found"). `--split dev`, the split choices are made on, does not read it.
+label; the recipe's TTA, as for the CSV sets) and as images (`mnist-held-out-as-images`: the
+images path may answer "no digit found"). `--split dev`, the split choices are made on, does
+not read it.
 
 Each set comes in two disjoint splits made from fixed seeds (every run of the bench sees the
 same images): `--split dev`, on which settings such as the recipes' `pen` share were chosen,
@@ -344,8 +345,11 @@ def evaluate(run_dir, written, tta: bool = False, show: bool = False,
     if held_out:
         mnist = load_embedded_mnist()
         mnist_answers = answer_digits(run, mnist["test_pixels"])  # one pass: label and refusal
-        right = (np.array([a.probabilities.argmax() for a in mnist_answers])
-                 == mnist["test_labels"])
+        labels = np.array([a.probabilities.argmax() for a in mnist_answers])
+        if csv_run.tta:  # the CSV path with the recipe's views, as `digits predict` reads it
+            rows = read_csv_rows(csv_run, mnist["test_pixels"])[0]
+            labels = predict_labels(run_proba(csv_run, rows))
+        right = labels == mnist["test_labels"]
         answered = np.array([-1 if a.label is None else a.label for a in mnist_answers])
         results = {"mnist-held-out": {"images": len(right), "accuracy": float(right.mean()),
                                       "no_digit": 0},
