@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -81,6 +82,33 @@ def test_checkpoint_best_keeps_the_first_epoch_with_the_highest_validation_accur
     assert result.best_val_accuracy == pytest.approx(val.max())
     assert _kept_model_validation_accuracy(tmp_path, small_demo.train_csv, config) == \
         pytest.approx(val.max(), abs=1e-6)
+
+
+def test_the_kept_epoch_rule_and_the_saver_that_applies_it(tmp_path):
+    """One rule (callbacks.kept_epoch_index) for the saver and for the result: "best" keeps
+    the first of equal maxima and never an epoch without a value; the saver weighs the epochs
+    of an interrupted run (history), not a re-run epoch's old row."""
+    from digit_recognizer.callbacks import History, KeptModelSaver, kept_epoch_index
+
+    assert kept_epoch_index([0.5, 0.9, 0.9, 0.7], "best") == 1
+    assert kept_epoch_index([0.5, float("nan"), None, 0.6], "best") == 3
+    assert kept_epoch_index([0.5, 0.9, 0.7], "last") == 2
+    saved = []
+
+    class Model:
+        def save(self, path):
+            saved.append(path)
+            Path(path).write_bytes(b"m")
+
+    history = History(tmp_path / "history.csv", [{"epoch": 1, "val_accuracy": 0.8},
+                                                 {"epoch": 2, "val_accuracy": 0.95}])
+    saver = KeptModelSaver(tmp_path / "model.keras", "val_accuracy", "best", history)
+    saver.set_model(Model())
+    saver.on_epoch_end(2, {"val_accuracy": 0.9})  # third epoch: below epoch 2's
+    assert saved == []
+    saver.on_epoch_end(1, {"val_accuracy": 0.9})  # epoch 2 re-run: its old 0.95 does not count
+    saver.on_epoch_end(2, {"val_accuracy": 0.96})
+    assert len(saved) == 2 and (tmp_path / "model.keras").exists()
 
 
 def test_onecycle_schedule_warms_up_then_decays(tiny_run):

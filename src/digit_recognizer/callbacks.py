@@ -55,24 +55,33 @@ class EpochTimer(keras.callbacks.Callback):
             logs["seconds"] = time.perf_counter() - self.start
 
 
-class BestModelSaver(keras.callbacks.Callback):
-    """Saves the model whenever `monitor` beats its best so far (Keras's ModelCheckpoint with
-    save_best_only), through a temporary file renamed over `path`: a crash mid-save never
-    leaves a half-written model. `best_so_far` carries the best of an interrupted run.
-    `every_epoch` (config.checkpoint "last"): saves after every epoch instead."""
+def kept_epoch_index(values, checkpoint: str) -> int:
+    """Which epoch a run keeps in model.keras, 0-based, given `monitor`'s value after each
+    epoch so far: the last (config.checkpoint "last"), or the first with the highest value
+    ("best"; an epoch without a value never wins). The saver below applies it after every
+    epoch, and train() reads the kept epoch back with it: one rule for both."""
+    if checkpoint == "last":
+        return len(values) - 1
+    scores = [float("-inf") if v is None or v != v else float(v) for v in values]  # v != v: NaN
+    return scores.index(max(scores))
 
-    def __init__(self, path: Path, monitor: str, best_so_far: float | None = None,
-                 every_epoch: bool = False):
+
+class KeptModelSaver(keras.callbacks.Callback):
+    """Saves the model at every epoch that kept_epoch_index keeps so far (for "best", Keras's
+    ModelCheckpoint with save_best_only), through a temporary file renamed over `path`: a
+    crash mid-save never leaves a half-written model. `history` holds the epochs of an
+    interrupted run, which the rule weighs too."""
+
+    def __init__(self, path: Path, monitor: str, checkpoint: str, history: History):
         super().__init__()
-        self.path, self.monitor, self.every_epoch = Path(path), monitor, every_epoch
-        self.best = float("-inf") if best_so_far is None else best_so_far
+        self.path, self.monitor, self.checkpoint = Path(path), monitor, checkpoint
+        self.history = history
 
     def on_epoch_end(self, epoch, logs=None):
-        current = (logs or {}).get(self.monitor)
-        improved = current is not None and current > self.best
-        if improved:
-            self.best = float(current)
-        if improved or self.every_epoch:
+        done = self.history.rows  # 1-based epochs; a re-run epoch's old row does not count
+        values = [done[e].get(self.monitor) for e in sorted(done) if e <= epoch]
+        values.append((logs or {}).get(self.monitor))
+        if kept_epoch_index(values, self.checkpoint) == len(values) - 1:
             with atomic_path(self.path) as tmp:
                 self.model.save(tmp)
 

@@ -269,10 +269,9 @@ def training_callbacks(config: Config, run_dir: Path, monitor: str, history) -> 
     from . import callbacks
     from .backend import keras
 
-    best_so_far = max((row[monitor] for row in history.rows.values()), default=None)
     chosen = [callbacks.LogLearningRate(), callbacks.EpochTimer(),
-              callbacks.BestModelSaver(run_dir / MODEL_FILE, monitor, best_so_far,
-                                       every_epoch=config.checkpoint == "last")]
+              callbacks.KeptModelSaver(run_dir / MODEL_FILE, monitor, config.checkpoint,
+                                       history)]
     if config.lr_schedule == "plateau":
         chosen.append(keras.callbacks.ReduceLROnPlateau(
             monitor="val_loss" if monitor == "val_accuracy" else "loss", patience=3, factor=0.5,
@@ -440,9 +439,9 @@ def _finish(run_dir: Path, info: dict, history, monitor: str, status: str, secon
     if frame.empty:  # interrupted before the first epoch ended
         write_json_atomic(run_dir / CONFIG_FILE, info)
         return TrainResult(run_dir, 0, float("nan"), monitor, 0, seconds, frame, val_indices)
-    # The epoch model.keras holds: the last, or the first with the highest `monitor`.
-    kept = (len(frame) - 1 if info["config"].get("checkpoint") == "last"
-            else int(frame[monitor].idxmax()))
+    from .callbacks import kept_epoch_index  # the rule the saver applied
+
+    kept = kept_epoch_index(frame[monitor].tolist(), info["config"].get("checkpoint", "best"))
     best_epoch, best_value = int(frame["epoch"][kept]), float(frame[monitor][kept])
     plot_curves(frame, run_dir / CURVES_FILE, title=f"recipe '{info['config']['recipe']}'")
     info["result"] = {"best_epoch": best_epoch, "monitor": monitor,
