@@ -164,6 +164,15 @@ def test_csv_rows_framed_otherwise_are_reframed_unless_asked_not_to(tiny_run, sm
         assert (read_submission(out) == expected[reframe]).all()
         printed = capsys.readouterr().out
         assert ("reframed     40 of 40 rows" in printed) == reframe
+    # --show: what the model saw, for each reframed row, named by its ImageId
+    assert main(["predict", str(run), str(filled_csv), "-o", str(tmp_path / "s.csv"),
+                 "--show", str(tmp_path / "seen")]) == 0
+    assert sorted(p.name for p in (tmp_path / "seen").iterdir()) == sorted(
+        f"{i}.seen.png" for i in range(1, 41))
+    from PIL import Image
+
+    seen = np.asarray(Image.open(tmp_path / "seen" / "3.seen.png"))[::8, ::8]  # saved 8x
+    np.testing.assert_array_equal(seen, reframe_rows(filled)[0][2])
     labeled = tmp_path / "labeled.csv"
     write_train_csv(labeled, filled, read_submission(small_demo.answers_csv)[:40])
     assert main(["evaluate", str(run), str(labeled), "--report", str(tmp_path / "rep")]) == 0

@@ -195,7 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path,
                    help="submission file, for a test CSV (default: submission.csv)")
     p.add_argument("--show", type=Path, metavar="DIR",
-                   help="images: save the 28x28 digit the model saw, as DIR/NAME.seen.png")
+                   help="save the 28x28 digit the model saw: images as DIR/NAME.seen.png, "
+                        "a CSV's reframed rows as DIR/IMAGEID.seen.png")
     p.add_argument("--format", choices=["text", "csv"], default="text",
                    help="images: 'csv' prints file,label,probability rows")
     tta_option(p, "for a test CSV (images: off),")

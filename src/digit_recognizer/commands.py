@@ -133,6 +133,11 @@ def cmd_predict(args) -> int:
         print(f"wrote {output}: {len(result.labels)} predictions in "
               f"{time.perf_counter() - t:.1f} s")
         print_reframed(result.reframed, len(result.labels))
+        if args.show:  # what the model saw where it differs from the row: the reframed ones
+            for image_id, pixels in zip(result.reframed_ids, result.reframed_pixels):
+                save_digit_png(pixels, args.show / f"{image_id}.seen.png")
+            print(f"what the model saw: {args.show}/IMAGEID.seen.png for the "
+                  f"{result.reframed} reframed rows", file=sys.stderr)
         return 0
     if any(_is_csv(p) for p in args.inputs):
         args.parser.error("give one test CSV, or image files, not both")

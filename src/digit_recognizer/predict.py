@@ -275,7 +275,12 @@ def predict_labels(probabilities: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class CsvPredictions:
     labels: np.ndarray  # uint8 (n,), one per row
-    reframed: int  # rows not in MNIST's frame, read after images.reframe_rows
+    reframed_ids: np.ndarray  # 1-based ImageIds of the rows read after images.reframe_rows
+    reframed_pixels: np.ndarray  # uint8 (len(reframed_ids), 28, 28): those rows as read
+
+    @property
+    def reframed(self) -> int:
+        return len(self.reframed_ids)
 
 
 def read_csv_rows(run: LoadedRun, pixels: np.ndarray, reframe: bool = True
@@ -285,16 +290,21 @@ def read_csv_rows(run: LoadedRun, pixels: np.ndarray, reframe: bool = True
     untouched), if the run learned MNIST's framing (LoadedRun.learned_mnist_framing; a model
     trained on other framings reads rows as they are). Returns the rows and how many were
     reframed."""
-    if not (reframe and run.learned_mnist_framing):
-        return pixels, 0
-    rows, reframed = reframe_rows(pixels)
+    rows, reframed = _reframed_csv_rows(run, pixels, reframe)
     return rows, int(reframed.sum())
+
+
+def _reframed_csv_rows(run: LoadedRun, pixels: np.ndarray, reframe: bool
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    if not (reframe and run.learned_mnist_framing):
+        return pixels, np.zeros(len(pixels), dtype=bool)
+    return reframe_rows(pixels)
 
 
 def predict_csv(run_dir, test_csv, submission_path, progress: bool | None = None,
                 tta: bool | None = False, reframe: bool = True) -> CsvPredictions:
     """Read a test CSV in chunks, predict, write Kaggle's submission; returns the labels and
-    how many rows were reframed (read_csv_rows).
+    the rows that were reframed (read_csv_rows), as read.
 
     Streams the CSV (bounded memory for any number of rows) and keeps only one byte per
     image; the submission is written atomically at the end, so bad input found half-way
@@ -305,17 +315,19 @@ def predict_csv(run_dir, test_csv, submission_path, progress: bool | None = None
     chunks = iter_test_chunks(test_csv)
     checked = list(itertools.islice(chunks, PREFETCH_CHUNKS))
     run = load_run(run_dir, tta)
-    labels, reframed = [], 0
+    labels, ids, seen, done = [], [], [], 0
     with tqdm(unit=" img", desc="predict", disable=None if progress is None else not progress,
               leave=False) as bar:
         for chunk in itertools.chain(checked, chunks):
-            rows, moved = read_csv_rows(run, chunk, reframe)
+            rows, moved = _reframed_csv_rows(run, chunk, reframe)
             labels.append(predict_labels(run_proba(run, rows)))
-            reframed += moved
+            ids.append(done + 1 + np.flatnonzero(moved))
+            seen.append(rows[moved])
+            done += len(chunk)
             bar.update(len(chunk))
     labels = np.concatenate(labels)
     write_submission(submission_path, labels)
-    return CsvPredictions(labels, reframed)
+    return CsvPredictions(labels, np.concatenate(ids), np.concatenate(seen))
 
 
 def top_k(probabilities: np.ndarray, k: int = 3) -> list[tuple[int, float]]:
