@@ -25,6 +25,9 @@ FRAME = 28
 # full contrast. A blank page, a one-colour picture or a faint smudge is answered "no digit
 # found" instead of with a guess. (A picture with contrast but no digit in it is not detected.)
 MIN_INK_CONTRAST = 32
+# A digit's box is where its ink reaches this share of its strongest ink (ink_to_mnist crops to
+# it; in_mnist_frame measures a CSV row's framing by it).
+STRONG_INK = 0.15
 
 
 class NoDigitFound(InputError):
@@ -100,7 +103,7 @@ def ink_to_mnist(ink: np.ndarray, name: str = "image") -> np.ndarray:
     ink = ink * (255.0 / ink.max())
     # The digit's box is where ink reaches 15% of full contrast (paper texture and JPEG noise
     # do not count), but the faint anti-aliased edges inside it are kept, as in MNIST.
-    strong = _without_specks(ink >= 0.15 * 255)
+    strong = _without_specks(ink >= STRONG_INK * 255)
     ink[ink < 0.05 * 255] = 0
     rows, cols = np.flatnonzero(strong.any(axis=1)), np.flatnonzero(strong.any(axis=0))
     crop = ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
@@ -241,7 +244,7 @@ def in_mnist_frame(pixels: np.ndarray) -> np.ndarray:
     MIN_INK_CONTRAST) counts as framed: there is nothing to move."""
     x = np.asarray(pixels, dtype=np.float32).reshape(-1, FRAME, FRAME)
     peak = x.max(axis=(1, 2))
-    strong = x >= 0.15 * peak[:, None, None]
+    strong = x >= STRONG_INK * peak[:, None, None]
 
     def extent(marks):  # (n, FRAME) bool -> length from the first to the last True
         first = marks.argmax(axis=1)
@@ -287,7 +290,8 @@ def looks_blocky(row: np.ndarray) -> bool:
 def _reframed(row: np.ndarray, name: str) -> np.ndarray:
     """One row as to_mnist reads an image, smoothed first if it is blocky on no even grid."""
     grey = row.astype(np.float32)
-    if undo_blocky_enlargement(grey).shape == grey.shape and looks_blocky(row):
+    # looks_blocky first: it is cheap, and to_mnist runs undo_blocky_enlargement itself
+    if looks_blocky(row) and undo_blocky_enlargement(grey).shape == grey.shape:
         from scipy import ndimage
 
         grey = ndimage.gaussian_filter(grey, BLOCKY_BLUR)
