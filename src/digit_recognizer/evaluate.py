@@ -71,7 +71,8 @@ def evaluate_run(run_dir, labeled_csv, report_dir=None, tta: bool | None = False
     warn_if_trained_on(data, run.training_data)
     rows, reframed = read_csv_rows(run, data.pixels, reframe)
     data = DigitsData(rows, data.labels, data.path, data.sha256)  # the report shows what was read
-    return report_predictions(run, data, run_proba(run, data.pixels), report_dir, reframed)
+    return report_predictions(run, data, run_proba(run, data.pixels), report_dir,
+                              int(reframed.sum()))
 
 
 def warn_if_trained_on(data, training: dict | None) -> None:

@@ -95,7 +95,8 @@ def run(config: Config, data_dir="data", run_dir="runs/default", verbose="auto",
     t = time.perf_counter()
     loaded = load_run(run_dir, tta)  # the kept checkpoint, as `digits predict` would see it
     submission = Path(run_dir) / SUBMISSION_FILE
-    test_rows, reframed = read_csv_rows(loaded, test_data.pixels, reframe)
+    test_rows, moved = read_csv_rows(loaded, test_data.pixels, reframe)
+    reframed = int(moved.sum())
     probabilities = run_proba(loaded, test_rows)
     write_submission(submission, predict_labels(probabilities))
     seconds["predict"] = time.perf_counter() - t

@@ -284,18 +284,12 @@ class CsvPredictions:
 
 
 def read_csv_rows(run: LoadedRun, pixels: np.ndarray, reframe: bool = True
-                  ) -> tuple[np.ndarray, int]:
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """CSV rows (n, 28, 28) as every command reads them for `run`: with `reframe`, the rows
     whose digit is not framed as MNIST's are (images.reframe_rows: MNIST's own rows are
     untouched), if the run learned MNIST's framing (LoadedRun.learned_mnist_framing; a model
-    trained on other framings reads rows as they are). Returns the rows and how many were
-    reframed."""
-    rows, reframed = _reframed_csv_rows(run, pixels, reframe)
-    return rows, int(reframed.sum())
-
-
-def _reframed_csv_rows(run: LoadedRun, pixels: np.ndarray, reframe: bool
-                       ) -> tuple[np.ndarray, np.ndarray]:
+    trained on other framings reads rows as they are). Returns the rows and which of them
+    were reframed (bool (n,))."""
     if not (reframe and run.learned_mnist_framing):
         return pixels, np.zeros(len(pixels), dtype=bool)
     return reframe_rows(pixels)
@@ -319,7 +313,7 @@ def predict_csv(run_dir, test_csv, submission_path, progress: bool | None = None
     with tqdm(unit=" img", desc="predict", disable=None if progress is None else not progress,
               leave=False) as bar:
         for chunk in itertools.chain(checked, chunks):
-            rows, moved = _reframed_csv_rows(run, chunk, reframe)
+            rows, moved = read_csv_rows(run, chunk, reframe)
             labels.append(predict_labels(run_proba(run, rows)))
             ids.append(done + 1 + np.flatnonzero(moved))
             seen.append(rows[moved])
