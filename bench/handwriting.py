@@ -334,8 +334,9 @@ def evaluate(run_dir, written, tta: bool = False, show: bool = False,
     from digit_recognizer.predict import (answer_digits, load_run, predict_labels, read_csv_rows,
                                           run_proba)
 
-    run = load_run(run_dir, tta)
-    csv_run = run if tta else load_run(run_dir, None)  # a CSV: the recipe's TTA, as predict's
+    # a CSV: the recipe's TTA, as predict reads one; images: plain unless --tta (loaded once)
+    csv_run = load_run(run_dir, True if tta else None)
+    run = dataclasses.replace(csv_run, tta=tta)
     if quantile is not None and quantile >= 100:  # no far-from-any-digit check
         run = dataclasses.replace(run, spaces=(), feature_nets=())
     elif quantile is not None:  # the check's threshold at another validation quantile
