@@ -91,6 +91,22 @@ def test_each_pen_style_draws_another_pen(mnist):
         assert abs(seen[name].sum() / x.sum() - 1) < 0.1, name
 
 
+def test_filling_stretches_each_digit_to_a_20_px_square_at_the_centre(mnist):
+    from digit_recognizer.model import PEN_STYLES
+
+    x = mnist["test_pixels"][:20].astype("float32")[..., None]
+    bar = np.zeros((1, 28, 28, 1), np.float32)
+    bar[0, 3:25, 17:20] = 255.0  # a thin upright 1, off-centre
+    y = np.asarray(PEN_STYLES["filling"](np.concatenate([x, bar, 0 * bar])))
+    for image in y[:20, ..., 0]:  # ink (15% of the peak) spans rows and columns 4..23
+        rows, cols = np.flatnonzero(image.max(1) > 0.15 * image.max()), \
+            np.flatnonzero(image.max(0) > 0.15 * image.max())
+        assert abs(rows[0] - 4) <= 1 and abs(rows[-1] - 23) <= 1, rows
+        assert abs(cols[0] - 4) <= 1 and abs(cols[-1] - 23) <= 1, cols
+    assert y[-2, 10:18, 6:22].min() > 200  # the bar became a wide block
+    assert not y[-1].any()  # a blank image stays blank
+
+
 def test_random_pen_gives_each_style_an_equal_part_of_its_share(mnist):
     from digit_recognizer.model import RandomPen
 
