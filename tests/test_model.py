@@ -72,8 +72,8 @@ def test_random_pen_changes_a_share_in_training_only(mnist):
         changed = (np.abs(y - x).reshape(200, -1).max(axis=1) > 1).mean()
         assert y.shape == x.shape and y.min() >= 0 and y.max() <= 255.5
         assert abs(changed - rate) < 0.12, (rate, changed)
-    thick = np.asarray(RandomPen(1.0, seed=0)(x[:1], training=True))
-    assert thick.sum() != x[:1].sum()
+    one = np.asarray(RandomPen(1.0, seed=0)(x[:1], training=True))
+    assert not np.array_equal(one, x[:1])  # a batch of one is redrawn too
 
 
 def test_each_pen_style_draws_another_pen(mnist):
@@ -118,6 +118,13 @@ def test_random_pen_gives_each_style_an_equal_part_of_its_share(mnist):
     assert which.any(axis=1).all()  # every image is exactly one style's, not a mixture
     counts = which.argmax(axis=1)
     assert all(abs((counts == k).sum() - 100) < 35 for k in range(3)), np.bincount(counts)
+    # a 0.3 share of 128 images in six styles: floor(128 * 0.05 * i) bounds, 38 images redrawn,
+    # as many whichever the seed, the rest untouched
+    x = mnist["test_pixels"][:128].astype("float32")[..., None]
+    for seed in (0, 1):
+        y = np.asarray(RandomPen(0.3, seed=seed, styles="thick,marker,low10,low14,"
+                                 "thick-low12,filling")(x, training=True))
+        assert (np.abs(y - x).reshape(128, -1).max(axis=1) > 0).sum() == 38
 
 
 def test_an_unknown_pen_style_is_refused_with_the_choices():

@@ -69,6 +69,15 @@ PEN_STYLES = {
 }
 
 
+def _count(n, share: float):
+    """floor(n * share): a Python int when the batch size is known (static shapes, as JAX
+    needs), else a tensor (TensorFlow's graph, whose last batch may be smaller)."""
+    if isinstance(n, int):
+        return int(n * share + 1e-9)
+    ops = keras.ops
+    return ops.cast(ops.floor(ops.cast(n, "float32") * share + 1e-6), "int32")
+
+
 @keras.saving.register_keras_serializable(package="digit_recognizer")
 class RandomPen(layers.Layer):
     """Training only: a `rate` share of the images as another pen or scanner than MNIST's
@@ -87,12 +96,17 @@ class RandomPen(layers.Layer):
         if not training or self.rate <= 0:
             return x
         ops = keras.ops
-        u = keras.random.uniform((ops.shape(x)[0], 1, 1, 1), seed=self.seed_generator)
+        # The batch in a random order; style i redraws the i-th run of rate/len(styles) of it
+        # and only those images (drawing the whole batch once per style and keeping a share
+        # cost 5.3 ms of a ~40 ms training step with six styles on 2 cores).
+        n = ops.shape(x)[0]
+        order = keras.random.shuffle(ops.arange(n), seed=self.seed_generator)
         step = self.rate / len(self._styles)
-        out = x
-        for i in reversed(range(len(self._styles))):  # style i where u in [i, i+1) * step
-            out = ops.where(u < (i + 1) * step, PEN_STYLES[self._styles[i]](x), out)
-        return out
+        bounds = [_count(n, step * i) for i in range(len(self._styles) + 1)]
+        styled = ops.concatenate(
+            [PEN_STYLES[name](ops.take(x, order[bounds[i]:bounds[i + 1]], axis=0))
+             for i, name in enumerate(self._styles)], axis=0)
+        return ops.scatter_update(x, ops.expand_dims(order[:bounds[-1]], 1), styled)
 
     def compute_output_shape(self, input_shape):
         return input_shape
