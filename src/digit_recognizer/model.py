@@ -12,6 +12,7 @@ from __future__ import annotations
 from .backend import keras
 from .config import Config, check_choices, pen_style_names
 from .data import N_CLASSES
+from .images import STRONG_INK
 from .novelty import FEATURE_MAPS
 
 layers = keras.layers
@@ -36,10 +37,12 @@ def _scanned_at(x, size: int):
 def _filling_the_box(x, box: float = 20.0):
     """Each digit stretched to fill a `box` px square at the centre, as scans normalised to a
     fixed box without keeping the aspect ratio store them (UCI optdigits, USPS): a 1 becomes
-    a wide bar. Ink is what reaches 15% of the image's peak (images.STRONG_INK)."""
+    a wide bar. Its box is the ink that reaches 15% of the image's peak, as a reframed CSV
+    row's is measured (images.STRONG_INK)."""
     ops = keras.ops
     height, width = INPUT_SHAPE[:2]
-    ink = ops.cast(x[..., 0] > 0.15 * ops.max(x, axis=(1, 2, 3))[:, None, None], "float32")
+    peak = ops.max(x, axis=(1, 2, 3))[:, None, None]
+    ink = ops.cast(x[..., 0] > STRONG_INK * peak, "float32")
 
     def extent(profile, n):  # first and last inked index along one axis, as float32
         first = ops.cast(ops.argmax(profile, axis=1), "float32")
