@@ -244,6 +244,9 @@ FAST = Config(recipe="fast", width=24, depth=2, epochs=14, augment=True, pen=0.3
 # 32 steps per Python call, as in `quick` and `default` (2026-11-30, Intel Xeon, 2 cores; scratch
 # run of 2 epochs each): the second epoch 41.3 s -> 38.3 s, with the same validation loss to six
 # digits (steps per call do not change the updates).
+# With `default`'s sixth style, "filling" (2026-12-01, AMD EPYC, seeds 2-4; rule and table in
+# bench/README.md): validation 99.56% against the recorded 99.62% and dev 16x16 scans 99.2 ->
+# 98.6%, 8x8 scans level (98.6%): not taken.
 # The ensemble recipe: `digits train TRAIN_CSV --run-dir RUN --recipe best --ensemble N --jobs 2`.
 BEST = Config(recipe="best", architecture="strided", width=32, epochs=24, dropout=0.4,
               augment=True, pen=0.3, pen_styles=ALL_PENS, checkpoint="last",
