@@ -32,7 +32,7 @@ Two sets are Kaggle-format test CSVs instead, read as `digits predict RUN TEST_C
 
 each read twice: as the commands read it (rows not in MNIST's frame reframed first,
 images.reframe_rows; with the test-time views if the run's recipe has them, as `digits
-predict` reads a CSV, and with `--tta`) and `--no-reframe` (the rows as they are).
+predict` reads a CSV or an image, and with `--tta`) and `--no-reframe` (the rows as they are).
 
 With `--split test`, MNIST's held-out set is scored twice: as the CSV path reads it (always a
 label; the recipe's TTA, as for the CSV sets) and as images (`mnist-held-out-as-images`: the
@@ -334,9 +334,8 @@ def evaluate(run_dir, written, tta: bool = False, show: bool = False,
     from digit_recognizer.predict import (answer_digits, load_run, predict_labels, read_csv_rows,
                                           run_proba)
 
-    # a CSV: the recipe's TTA, as predict reads one; images: plain unless --tta (loaded once)
-    csv_run = load_run(run_dir, True if tta else None)
-    run = dataclasses.replace(csv_run, tta=tta)
+    # CSVs and images: the recipe's TTA, as `digits predict` reads them (--tta: on for any)
+    csv_run = run = load_run(run_dir, True if tta else None)
     if quantile is not None and quantile >= 100:  # no far-from-any-digit check
         run = dataclasses.replace(run, spaces=(), feature_nets=())
     elif quantile is not None:  # the check's threshold at another validation quantile
@@ -430,7 +429,9 @@ def main() -> None:
     parser.add_argument("--run", type=Path, action="append",
                         help="run directory (or .onnx); repeat to compare (default: "
                              "bench/results/run-default)")
-    parser.add_argument("--tta", action="store_true")
+    parser.add_argument("--tta", action="store_true",
+                        help="the test-time views for every run (default: as each run's recipe "
+                             "says, as `digits predict` reads CSVs and images)")
     parser.add_argument("--show", action="store_true", help="save *.seen.png beside 20 per set")
     parser.add_argument("--sheet", type=Path, metavar="PNG",
                         help="also draw, for each set, 4 images and what the model saw")

@@ -103,11 +103,10 @@ def test_run_uses_existing_data_and_scores(tmp_path, small_demo, capsys):
         assert ("test-time augmentation" in held_out) == tta
 
 
-def test_predict_and_evaluate_take_the_recipes_tta_for_csvs_only(tiny_run, small_demo,
-                                                                   tmp_path, capsys):
-    """A test CSV is predicted (and evaluated) with the views when the run's recipe says so
-    (`default`: `tta` true), as `digits run` submits it; `--no-tta` turns them off; image
-    files get them only with `--tta`."""
+def test_predict_and_evaluate_take_the_recipes_tta(tiny_run, small_demo, tmp_path, capsys):
+    """A test CSV and image files are predicted (and evaluated) with the views when the run's
+    recipe says so (`default`: `tta` true), as `digits run` submits it; `--no-tta` turns them
+    off."""
     from digit_recognizer.data import load_test_csv
     from digit_recognizer.images import load_digits, save_digit_png
     from digit_recognizer.predict import load_run, predict_labels, run_proba
@@ -127,15 +126,21 @@ def test_predict_and_evaluate_take_the_recipes_tta_for_csvs_only(tiny_run, small
     truth = read_submission(small_demo.answers_csv)
     metrics = json.loads((report / "metrics.json").read_text())
     assert metrics["accuracy"] == pytest.approx((expected[True] == truth).mean())
-    # images: plain unless --tta
+    # images: the same, read by their probability of the top digit (6 decimals)
     paths = []
     for i in range(3):
         paths.append(tmp_path / f"d{i}.png")
         save_digit_png(pixels[i].reshape(28, 28), paths[-1])
-    capsys.readouterr()
-    assert main(["predict", str(run), *map(str, paths), "--format", "csv"]) == 0
-    plain = [int(r.split(",")[1]) for r in capsys.readouterr().out.splitlines()[1:]]
-    assert plain == list(predict_labels(run_proba(load_run(run, False), load_digits(paths))))
+    digits = load_digits(paths)
+    for flags, tta in (([], True), (["--no-tta"], False)):
+        capsys.readouterr()
+        assert main(["predict", str(run), *map(str, paths), "--format", "csv", *flags]) == 0
+        rows = [r.split(",") for r in capsys.readouterr().out.splitlines()[1:]]
+        proba = run_proba(load_run(run, tta), digits)
+        assert [int(r[1]) for r in rows] == list(predict_labels(proba))
+        np.testing.assert_allclose([float(r[2]) for r in rows], proba.max(axis=1), atol=2e-6)
+    assert not np.allclose(run_proba(load_run(run, True), digits),
+                           run_proba(load_run(run, False), digits), atol=1e-5)
 
 
 def test_csv_rows_framed_otherwise_are_reframed_unless_asked_not_to(tiny_run, small_demo,

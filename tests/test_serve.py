@@ -47,6 +47,23 @@ def test_healthz_and_page(client):
     assert page.status_code == 200 and "<canvas" in page.text and "/predict" in page.text
 
 
+def test_answers_average_the_views_when_the_recipe_says_so(tiny_run, client, mnist):
+    """As `digits predict RUN IMAGE` reads an image: the recipe's test-time views (`default`:
+    on), unless `digits serve --no-tta`."""
+    from digit_recognizer.predict import load_run, run_proba
+
+    run_dir = tiny_run[0]
+    digit = mnist["test_pixels"][:1]
+    health = client.get("/healthz").json()
+    assert health["test_time_augmentation"] is True
+    plain = TestClient(create_app(run_dir, tta=False))
+    assert plain.get("/healthz").json()["test_time_augmentation"] is False
+    for app, tta in ((client, True), (plain, False)):
+        body = app.post("/predict", json={"pixels": digit.ravel().tolist()}).json()
+        expected = run_proba(load_run(run_dir, tta), digit)[0]
+        np.testing.assert_allclose(body["probabilities"], expected, atol=2e-6)
+
+
 def test_predict_upload_raw_and_json(client, mnist):
     digit = mnist["test_pixels"][0]
     r = client.post("/predict", files={"file": ("d.png", png(digit), "image/png")})

@@ -199,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "a CSV's reframed rows as DIR/IMAGEID.seen.png")
     p.add_argument("--format", choices=["text", "csv"], default="text",
                    help="images: 'csv' prints file,label,probability rows")
-    tta_option(p, "for a test CSV (images: off),")
+    tta_option(p, "for a test CSV and images,")
     reframe_option(p)
     p.set_defaults(func=cmd_predict)
 
@@ -234,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on; 127.0.0.1 is this machine only")
     p.add_argument("--port", type=int_at_least(1, 65535), default=8000, help="TCP port")
+    tta_option(p, "for every request,")
     p.set_defaults(func=cmd_serve)
 
     p = command("sweep", "search recipe settings by k-fold cross-validation, on Ray Tune",

@@ -152,8 +152,9 @@ def predict_image_files(args) -> int:
     digit the model knows). Exit 0 if any image held a digit, 1 if none did."""
     found = find_digits(args.inputs)  # every image is read and checked before the model loads
     digits = [d for d in found if not isinstance(d, NoDigitFound)]
-    # images: the views only when asked (the drawing page and exports answer without them)
-    answers = iter(answer_digits(load_run(args.run_dir, bool(args.tta)), np.stack(digits))
+    # the recipe's test-time views unless --tta/--no-tta says otherwise, as for a CSV and
+    # `digits serve` (an exported file: as it was exported)
+    answers = iter(answer_digits(load_run(args.run_dir, args.tta), np.stack(digits))
                    if digits else [])
     table = csv.writer(sys.stdout, lineterminator="\n") if args.format == "csv" else None
     if table:
@@ -279,7 +280,8 @@ def cmd_run(args) -> int:
 
 def cmd_serve(args) -> int:
     check_port_free(args.host, args.port)
-    app = create_app(args.run_dir)  # loads the run: a bad one fails before any announcement
+    app = create_app(args.run_dir, args.tta)  # loads the run: a bad one fails before any
+    # announcement
     log(f"serving {args.run_dir} on http://{args.host}:{args.port}/ (Ctrl-C stops)")
     serve(app, host=args.host, port=args.port)
     return 0

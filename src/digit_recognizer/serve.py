@@ -25,11 +25,13 @@ from .predict import answer_digits, load_run, read_csv_rows, top_k
 MAX_BODY_BYTES = 5 * 1024 * 1024  # 5 MiB: a drawing is a few KB, a phone photo a few MB
 
 
-def create_app(run_dir):
+def create_app(run_dir, tta: bool | None = None):
+    """The app for a run; `tta`: average the test-time views (None: as the run's recipe says,
+    as `digits predict` reads the same image)."""
     from fastapi import FastAPI, Request
     from fastapi.responses import HTMLResponse, JSONResponse
 
-    run = load_run(run_dir)
+    run = load_run(run_dir, tta)
     answer_digits(run, np.zeros((1, 28, 28), np.uint8))  # trace once, before any request
     page = resources.files("digit_recognizer").joinpath("static/index.html").read_text("utf-8")
     app = FastAPI(title="digit-recognizer", version="0.1.0")
@@ -44,7 +46,8 @@ def create_app(run_dir):
     @app.get("/healthz")
     def healthz():
         return {"status": "ok", "model": str(run.run_dir),
-                "recipe": ", ".join(run.recipes), "members": run.n_members}
+                "recipe": ", ".join(run.recipes), "members": run.n_members,
+                "test_time_augmentation": run.uses_tta}
 
     @app.post("/predict")
     async def predict(request: Request):
