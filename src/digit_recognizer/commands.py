@@ -280,8 +280,9 @@ def cmd_run(args) -> int:
 
 def cmd_serve(args) -> int:
     check_port_free(args.host, args.port)
-    app = create_app(args.run_dir, args.tta)  # loads the run: a bad one fails before any
-    # announcement
+    # loads the run (with the recipe's views unless --tta/--no-tta): a bad one fails before
+    # any announcement
+    app = create_app(args.run_dir, args.tta)
     log(f"serving {args.run_dir} on http://{args.host}:{args.port}/ (Ctrl-C stops)")
     serve(app, host=args.host, port=args.port)
     return 0
