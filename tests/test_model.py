@@ -107,24 +107,6 @@ def test_filling_stretches_each_digit_to_a_20_px_square_at_the_centre(mnist):
     assert not y[-1].any()  # a blank image stays blank
 
 
-def test_narrow_squeezes_each_digit_to_0_6_of_its_width_about_the_centre(mnist):
-    from digit_recognizer.model import PEN_STYLES
-
-    x = mnist["test_pixels"][:20].astype("float32")[..., None]
-    y = np.asarray(PEN_STYLES["narrow"](x))
-
-    def extent(profile):  # first and last index with ink at 15% of the peak
-        inked = np.flatnonzero(profile > 0.15 * profile.max())
-        return inked[0], inked[-1]
-
-    for before, after in zip(x[..., 0], y[..., 0]):
-        (top, bottom), (top2, bottom2) = extent(before.max(1)), extent(after.max(1))
-        assert abs(top2 - top) <= 1 and abs(bottom2 - bottom) <= 1  # the height kept
-        (left, right), (left2, right2) = extent(before.max(0)), extent(after.max(0))
-        assert abs((right2 - left2) - 0.6 * (right - left)) <= 1.5  # the width 0.6 of it
-        assert abs((left2 + right2) / 2 - (13.5 + 0.6 * ((left + right) / 2 - 13.5))) <= 1
-
-
 def test_random_pen_gives_each_style_an_equal_part_of_its_share(mnist):
     from digit_recognizer.model import RandomPen
 

@@ -111,7 +111,7 @@ FIVE_PENS = "thick,marker,low10,low14,thick-low12"
 # ... and with digits stretched to fill their box, as optdigits and USPS normalise them
 # (`default`). "filling-low10" (stretched, then scanned at 10 px) was tried, not taken.
 PENS_AND_FILLING = FIVE_PENS + ",filling"
-PEN_STYLE_NAMES = (*FIVE_PENS.split(","), "filling", "filling-low10", "narrow")
+PEN_STYLE_NAMES = (*FIVE_PENS.split(","), "filling", "filling-low10")
 
 
 # The tutorial as it describes itself: six-conv CNN, RMSprop, batch 32, 50 epochs, rotation 10

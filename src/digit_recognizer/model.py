@@ -61,20 +61,6 @@ def _filling_the_box(x, box: float = 20.0):
                                       fill_mode="constant", fill_value=0.0)
 
 
-def _narrower(x, factor: float = 0.6):
-    """Each digit squeezed to `factor` of its width about the centre column, its height kept:
-    the narrow 2s, 8s and 9s of other writers (UCI optdigits has many), which MNIST's writers
-    rarely make and the default model read as 1s."""
-    ops = keras.ops
-    cx = (INPUT_SHAPE[1] - 1) / 2
-    zero = ops.zeros_like(x[:, 0, 0, 0])
-    # output pixel (col, row) reads input ((col - cx) / factor + cx, row)
-    transform = ops.stack([zero + 1.0 / factor, zero, zero + cx - cx / factor,
-                           zero, zero + 1.0, zero, zero, zero], axis=1)
-    return ops.image.affine_transform(x, transform, interpolation="bilinear",
-                                      fill_mode="constant", fill_value=0.0)
-
-
 PEN_STYLES = {
     "thick": lambda x: _thicker(x, 2),
     "marker": lambda x: _thicker(x, 4),
@@ -83,7 +69,6 @@ PEN_STYLES = {
     "thick-low12": lambda x: _scanned_at(_thicker(x, 2), 12),
     "filling": _filling_the_box,
     "filling-low10": lambda x: _scanned_at(_filling_the_box(x), 10),
-    "narrow": _narrower,
 }
 
 
