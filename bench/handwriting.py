@@ -346,9 +346,11 @@ def evaluate(run_dir, written, tta: bool = False, show: bool = False,
         mnist = load_embedded_mnist()
         mnist_answers = answer_digits(run, mnist["test_pixels"])  # one pass: label and refusal
         labels = np.array([a.probabilities.argmax() for a in mnist_answers])
-        if csv_run.tta:  # the CSV path with the recipe's views, as `digits predict` reads it
-            rows = read_csv_rows(csv_run, mnist["test_pixels"])[0]
-            labels = predict_labels(run_proba(csv_run, rows))
+        if csv_run.tta:  # the CSV path, as `digits predict` reads it: the answers above took
+            # the same views, so only the rows it reframes need the network again
+            rows, reframed = read_csv_rows(csv_run, mnist["test_pixels"])
+            if reframed.any():
+                labels[reframed] = predict_labels(run_proba(csv_run, rows[reframed]))
         right = labels == mnist["test_labels"]
         answered = np.array([-1 if a.label is None else a.label for a in mnist_answers])
         results = {"mnist-held-out": {"images": len(right), "accuracy": float(right.mean()),
