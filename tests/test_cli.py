@@ -132,15 +132,15 @@ def test_predict_and_evaluate_take_the_recipes_tta(tiny_run, small_demo, tmp_pat
         paths.append(tmp_path / f"d{i}.png")
         save_digit_png(pixels[i].reshape(28, 28), paths[-1])
     digits = load_digits(paths)
+    proba = {tta: run_proba(load_run(run, tta), digits) for tta in (False, True)}
+    assert not np.allclose(proba[True], proba[False], atol=1e-5)
     for flags, tta in (([], True), (["--no-tta"], False)):
         capsys.readouterr()
         assert main(["predict", str(run), *map(str, paths), "--format", "csv", *flags]) == 0
         rows = [r.split(",") for r in capsys.readouterr().out.splitlines()[1:]]
-        proba = run_proba(load_run(run, tta), digits)
-        assert [int(r[1]) for r in rows] == list(predict_labels(proba))
-        np.testing.assert_allclose([float(r[2]) for r in rows], proba.max(axis=1), atol=2e-6)
-    assert not np.allclose(run_proba(load_run(run, True), digits),
-                           run_proba(load_run(run, False), digits), atol=1e-5)
+        assert [int(r[1]) for r in rows] == list(predict_labels(proba[tta]))
+        np.testing.assert_allclose([float(r[2]) for r in rows], proba[tta].max(axis=1),
+                                   atol=2e-6)
 
 
 def test_csv_rows_framed_otherwise_are_reframed_unless_asked_not_to(tiny_run, small_demo,
