@@ -189,8 +189,14 @@ def _quick_body(x, config: Config):
     for stage, (filters, kernel) in enumerate(((w, 5), (config.width2 or w + w // 3, 3))):
         normalised = norm in ("before_pool", "after_pool") or (norm == "after_last_pool"
                                                                 and stage == 1)
-        x = layers.Conv2D(filters, kernel, padding="valid", use_bias=not normalised)(x)
-        if norm == "before_pool":  # conv -> BN -> ReLU -> pool
+        strided = stage == 0 and config.first_downsample == "stride"
+        x = layers.Conv2D(filters, kernel, strides=2 if strided else 1, padding="valid",
+                          use_bias=not normalised)(x)
+        if strided:  # conv at stride 2 [-> BN] -> ReLU
+            if normalised:
+                x = layers.BatchNormalization(momentum=0.9)(x)
+            x = layers.Activation("relu")(x)
+        elif norm == "before_pool":  # conv -> BN -> ReLU -> pool
             x = layers.BatchNormalization(momentum=0.9)(x)
             x = layers.Activation("relu")(x)
             x = layers.MaxPooling2D(2)(x)
@@ -232,12 +238,15 @@ ARCHITECTURES = {
 }
 
 
-def build_model(config: Config, pixel_mean: float = 33.0, pixel_std: float = 78.0) -> keras.Model:
+def build_model(config: Config, pixel_mean: float = 33.0, pixel_std: float = 78.0,
+                with_augmentation: bool = True) -> keras.Model:
     """The network for `config`, normalising inputs by the given training-split statistics
-    (pixel units, 0-255). Uncompiled: training chooses the optimizer and schedule."""
+    (pixel units, 0-255). Uncompiled: training chooses the optimizer and schedule.
+    `with_augmentation=False` leaves the recipe's augmentation out (training then applies
+    build_augmentation in its input pipeline)."""
     check_choices(config)  # the names a recipe file is checked against, before any layer
     inputs = keras.Input(INPUT_SHAPE, name="pixels")
-    x = build_augmentation(config)(inputs) if config.augment else inputs
+    x = build_augmentation(config)(inputs) if config.augment and with_augmentation else inputs
     # (x - mean) / std as one affine layer: x * (1/std) + (-mean/std)
     x = layers.Rescaling(1.0 / pixel_std, offset=-pixel_mean / pixel_std, name="normalise")(x)
     x = ARCHITECTURES[config.architecture](x, config)

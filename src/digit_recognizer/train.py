@@ -168,9 +168,10 @@ def pixel_statistics(pixels: np.ndarray) -> tuple[float, float]:
     return mean, float(np.sqrt(counts @ (values - mean) ** 2 / counts.sum()))
 
 
-def make_dataset(pixels, labels, batch_size: int, shuffle: bool, seed: int):
+def make_dataset(pixels, labels, batch_size: int, shuffle: bool, seed: int, augment=None):
     """In-memory tf.data pipeline of (raw float32 pixels, one-hot labels); `labels` are digits
-    (n,) or, for distillation, target probabilities (n, 10) used as they are.
+    (n,) or, for distillation, target probabilities (n, 10) used as they are. `augment`: a
+    Keras layer applied to each batch of pixels in training mode (model.build_augmentation).
 
     The images stay one uint8 tensor; the pipeline shuffles row numbers and gathers each batch
     (converted to float32 per batch): building it copies 30 MB once, where slicing a float32
@@ -199,6 +200,8 @@ def make_dataset(pixels, labels, batch_size: int, shuffle: bool, seed: int):
         ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size).map(
         lambda rows: (tf.cast(tf.gather(images, rows), tf.float32), target_of(rows)))
+    if augment is not None:  # one batch at a time, in order: the same seed, the same images
+        ds = ds.map(lambda x, y: (augment(x, training=True), y))
     options = tf.data.Options()
     options.autotune.enabled = False
     return ds.prefetch(2).with_options(options)
@@ -342,7 +345,7 @@ def train(config: Config, train_data: DigitsData | str | os.PathLike, run_dir,
 
     from .backend import keras
     from .callbacks import History, interrupts_between_batches
-    from .model import build_model
+    from .model import build_augmentation, build_model
 
     if not resume:  # a fresh run never picks up a stale backup or history
         shutil.rmtree(run_dir / BACKUP_DIR, ignore_errors=True)
@@ -353,7 +356,13 @@ def train(config: Config, train_data: DigitsData | str | os.PathLike, run_dir,
     mean, std = pixel_statistics(split.x_train)  # of the digits only
     n_train = len(split.x_train) + outlier_count(len(split.x_train), config.outliers)
     steps_per_epoch = -(-n_train // config.batch_size)
-    model = compile_model(build_model(config, mean, std), config, steps_per_epoch)
+    # On TensorFlow the augmentation runs in the input pipeline, on tf.data's own threads, so
+    # that it overlaps the training step (2 cores, 2026-12-01: ~5.7 -> ~5.1 s per epoch of
+    # `default`); other backends keep it inside the model.
+    augment_in_pipeline = config.augment and keras.backend.backend() == "tensorflow"
+    model = compile_model(build_model(config, mean, std,
+                                      with_augmentation=not augment_in_pipeline),
+                          config, steps_per_epoch)
     monitor = "val_accuracy" if len(split.x_val) else "accuracy"
     info = run_info(config, data, split, mean, std)
     write_json_atomic(run_dir / CONFIG_FILE, info)
@@ -363,7 +372,8 @@ def train(config: Config, train_data: DigitsData | str | os.PathLike, run_dir,
     x_train = split.x_train
     if config.outliers > 0:  # made-up non-digits after the digits, with the uniform target
         x_train, targets = with_outliers(x_train, targets, config.outliers, config.seed)
-    train_ds = make_dataset(x_train, targets, config.batch_size, True, config.seed)
+    train_ds = make_dataset(x_train, targets, config.batch_size, True, config.seed,
+                            augment=build_augmentation(config) if augment_in_pipeline else None)
     val_ds = (make_dataset(split.x_val, split.y_val, 1024, False, config.seed)
               if len(split.x_val) else None)
     if verbose == "auto":
