@@ -244,3 +244,33 @@ def test_weight_average_is_what_validation_the_saver_and_observers_see(small_dem
     assert largest_change([w for w in saved.get_weights() if w.ndim > 1],
                           pick(watch.first)) < 1e-5
     assert result.epochs_run == 2
+
+
+def test_augmentation_runs_in_the_input_pipeline_on_tensorflow(small_demo, tmp_path):
+    """On TensorFlow the recipe's augmentation moves from the model into the tf.data pipeline
+    (it overlaps the step there): the trained model has no augment block, while the pipeline's
+    batches are changed images, new ones each epoch, the same ones for the same seed."""
+    from digit_recognizer.backend import keras
+    from digit_recognizer.config import get_recipe
+    from digit_recognizer.model import build_augmentation
+    from digit_recognizer.train import make_dataset, train
+
+    assert keras.backend.backend() == "tensorflow"
+    data = load_train_csv(small_demo.train_csv)
+    config = get_recipe("default").replace(epochs=1)
+
+    def two_epochs(seed):
+        ds = make_dataset(data.pixels[:40], data.labels[:40], 16, False, seed,
+                          augment=build_augmentation(config.replace(seed=seed)))
+        return [np.concatenate([x.numpy() for x, _ in ds])[..., 0] for _ in range(2)]
+
+    first, again = two_epochs(2), two_epochs(2)
+    raw = data.pixels[:40].astype(np.float32)
+    assert not np.allclose(first[0], raw) and not np.allclose(first[0], first[1])
+    np.testing.assert_array_equal(first[0], again[0])
+    np.testing.assert_array_equal(first[1], again[1])
+    assert not np.allclose(first[0], two_epochs(3)[0])
+
+    train(config, data, tmp_path / "run", verbose=0)
+    model = load_run(tmp_path / "run").models[0]
+    assert "augment" not in [layer.name for layer in model.layers]

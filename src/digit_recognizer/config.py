@@ -24,11 +24,6 @@ class Config:
     # runs resume as they were made). Multiples of 16 suit oneDNN's blocked layouts: a 16 -> 32
     # channel net trains faster than 16 -> 21 or 20 -> 26 (numbers beside QUICK below).
     width2: int = 0
-    # How the quick net's first stage halves its 24x24 maps: "pool", a 2x2 max-pool after the
-    # 5x5 conv (tuomaso's; the field's default, so older runs resume as they were made), or
-    # "stride", the 5x5 conv itself at stride 2 (12x12 directly, a quarter of the conv's work
-    # and no pooling of its largest maps).
-    first_downsample: str = "pool"
     epochs: int = 4
     batch_size: int = 128
     optimizer: str = "adam"  # "adam" | "adamw" | "rmsprop"
@@ -107,7 +102,6 @@ class Config:
 CHOICES: dict[str, tuple[str, ...]] = {
     "architecture": ("tutorial", "compact", "quick", "strided"),
     "conv_norm": ("before_pool", "after_pool", "after_last_pool", "none"),
-    "first_downsample": ("pool", "stride"),
     "optimizer": ("adam", "adamw", "rmsprop"),
     "lr_schedule": ("onecycle", "plateau"),
     "checkpoint": ("best", "last"),

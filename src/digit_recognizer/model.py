@@ -189,14 +189,8 @@ def _quick_body(x, config: Config):
     for stage, (filters, kernel) in enumerate(((w, 5), (config.width2 or w + w // 3, 3))):
         normalised = norm in ("before_pool", "after_pool") or (norm == "after_last_pool"
                                                                 and stage == 1)
-        strided = stage == 0 and config.first_downsample == "stride"
-        x = layers.Conv2D(filters, kernel, strides=2 if strided else 1, padding="valid",
-                          use_bias=not normalised)(x)
-        if strided:  # conv at stride 2 [-> BN] -> ReLU
-            if normalised:
-                x = layers.BatchNormalization(momentum=0.9)(x)
-            x = layers.Activation("relu")(x)
-        elif norm == "before_pool":  # conv -> BN -> ReLU -> pool
+        x = layers.Conv2D(filters, kernel, padding="valid", use_bias=not normalised)(x)
+        if norm == "before_pool":  # conv -> BN -> ReLU -> pool
             x = layers.BatchNormalization(momentum=0.9)(x)
             x = layers.Activation("relu")(x)
             x = layers.MaxPooling2D(2)(x)
