@@ -60,6 +60,29 @@ def test_interrupt_keeps_files_and_resume_matches_an_uninterrupted_run(small_dem
         resume_training(run)
 
 
+def test_a_run_resumes_with_its_augmentation_where_it_was(small_demo, tmp_path, monkeypatch):
+    """Runs started before the augmentation moved into the input pipeline (2026-12-01) had it
+    in the model, and their backups hold its variables: resumed, they keep it there (and
+    config.json, which did not record the place, reads as "model"); new runs record theirs."""
+    train_module = sys.modules["digit_recognizer.train"]  # the package exports train()
+    config = get_recipe("default").replace(**TINY)
+    run = tmp_path / "run"
+    monkeypatch.setattr(train_module, "augmentation_place", lambda config: "model")
+    with pytest.raises(KeyboardInterrupt):
+        train(config, small_demo.train_csv, run, callbacks=[StopAtEpoch(2)], verbose=0)
+    monkeypatch.undo()
+    info = json.loads((run / "config.json").read_text())
+    assert info.pop("augmentation") == "model"
+    (run / "config.json").write_text(json.dumps(info))  # as such a run's config.json was
+
+    assert resume_training(run, verbose=0).epochs_run == 4
+    assert json.loads((run / "config.json").read_text())["augmentation"] == "model"
+    layers = [layer.name for layer in load_run(run).models[0].layers]
+    assert "augment" in layers
+    fresh = tmp_path / "fresh"
+    train(config.replace(epochs=1), small_demo.train_csv, fresh, verbose=0)
+    assert json.loads((fresh / "config.json").read_text())["augmentation"] == "input pipeline"
+
 
 def test_a_resumed_run_keeps_averaging_the_weights(small_demo, tmp_path):
     """`ema`: the backup is taken at an epoch's end, when the model holds the weight average;

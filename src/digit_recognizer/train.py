@@ -305,6 +305,17 @@ def share_in_mnist_frame(pixels: np.ndarray, seed: int, sample: int = 2000) -> f
     return round(float(in_mnist_frame(pixels[rows]).mean()), 4)
 
 
+def augmentation_place(config: Config) -> str:
+    """Where training applies the recipe's augmentation: "input pipeline" on TensorFlow, whose
+    tf.data threads run it beside the training step (2 cores, 2026-12-01: ~5.7 -> ~5.1 s per
+    epoch of `default`), "model" on other backends, "none" without augmentation."""
+    from .backend import keras
+
+    if not config.augment:
+        return "none"
+    return "input pipeline" if keras.backend.backend() == "tensorflow" else "model"
+
+
 def run_info(config: Config, data: DigitsData, split: Split, mean: float, std: float) -> dict:
     """config.json: everything predict/evaluate need, and how the run was made."""
     return {
@@ -356,15 +367,15 @@ def train(config: Config, train_data: DigitsData | str | os.PathLike, run_dir,
     mean, std = pixel_statistics(split.x_train)  # of the digits only
     n_train = len(split.x_train) + outlier_count(len(split.x_train), config.outliers)
     steps_per_epoch = -(-n_train // config.batch_size)
-    # On TensorFlow the augmentation runs in the input pipeline, on tf.data's own threads, so
-    # that it overlaps the training step (2 cores, 2026-12-01: ~5.7 -> ~5.1 s per epoch of
-    # `default`); other backends keep it inside the model.
-    augment_in_pipeline = config.augment and keras.backend.backend() == "tensorflow"
+    # A resumed run keeps its augmentation where it was (its backup holds that model's
+    # variables); runs started before config.json recorded it had it in the model.
+    augmentation = (read_json(run_dir / CONFIG_FILE).get("augmentation", "model") if resume
+                    else augmentation_place(config))
     model = compile_model(build_model(config, mean, std,
-                                      with_augmentation=not augment_in_pipeline),
+                                      with_augmentation=augmentation == "model"),
                           config, steps_per_epoch)
     monitor = "val_accuracy" if len(split.x_val) else "accuracy"
-    info = run_info(config, data, split, mean, std)
+    info = {**run_info(config, data, split, mean, std), "augmentation": augmentation}
     write_json_atomic(run_dir / CONFIG_FILE, info)
 
     targets = (teacher_targets(config.teacher, split.x_train, config.teacher_temperature)
@@ -373,7 +384,8 @@ def train(config: Config, train_data: DigitsData | str | os.PathLike, run_dir,
     if config.outliers > 0:  # made-up non-digits after the digits, with the uniform target
         x_train, targets = with_outliers(x_train, targets, config.outliers, config.seed)
     train_ds = make_dataset(x_train, targets, config.batch_size, True, config.seed,
-                            augment=build_augmentation(config) if augment_in_pipeline else None)
+                            augment=build_augmentation(config)
+                            if augmentation == "input pipeline" else None)
     val_ds = (make_dataset(split.x_val, split.y_val, 1024, False, config.seed)
               if len(split.x_val) else None)
     if verbose == "auto":
