@@ -346,11 +346,13 @@ def evaluate(run_dir, written, tta: bool = False, show: bool = False,
         mnist = load_embedded_mnist()
         mnist_answers = answer_digits(run, mnist["test_pixels"])  # one pass: label and refusal
         labels = np.array([a.probabilities.argmax() for a in mnist_answers])
-        if csv_run.tta:  # the CSV path, as `digits predict` reads it: the answers above took
-            # the same views, so only the rows it reframes need the network again
-            rows, reframed = read_csv_rows(csv_run, mnist["test_pixels"])
-            if reframed.any():
-                labels[reframed] = predict_labels(run_proba(csv_run, rows[reframed]))
+        # The CSV path, as `digits predict` reads it: the answers above took the same views
+        # (or none, for a recipe without them), so only the rows it reframes need the network
+        # again. (Until 2026-12-01 a run without the views skipped this and read those few
+        # MNIST rows as they are.)
+        rows, reframed = read_csv_rows(csv_run, mnist["test_pixels"])
+        if reframed.any():
+            labels[reframed] = predict_labels(run_proba(csv_run, rows[reframed]))
         right = labels == mnist["test_labels"]
         answered = np.array([-1 if a.label is None else a.label for a in mnist_answers])
         results = {"mnist-held-out": {"images": len(right), "accuracy": float(right.mean()),
