@@ -279,8 +279,8 @@ RECIPES: dict[str, Config] = {c.recipe: c for c in (QUICK, DEFAULT, FAST, BEST, 
 # tutorial on a Zen 5, 2026-11-24; held-out = MNIST's official 10,000 test images). Shown by
 # `digits train --help`.
 RECIPE_SUMMARIES: dict[str, str] = {
-    "quick": "2 epochs, ~8 s of training (0.07 of keras-io mnist_convnet's time to 99%), "
-             "99.20% held-out (mean of 3 seeds)",
+    "quick": "2 epochs, ~9 s of training (0.07-0.08 of keras-io mnist_convnet's time to 99%), "
+             "99.20-99.23% held-out (mean of 3 seeds)",
     "default": "6 epochs, light augmentation, other pens, digits stretched to fill, ~37 s "
                "(0.14-0.23 of keras-io's time to 99%), 99.31-99.36% (3 seeds; 99.46-99.48% "
                "as digits run submits it, with TTA)",
