@@ -53,6 +53,12 @@ class Config:
     rotation: float = 10.0  # degrees, +/-
     zoom: float = 0.1  # fraction, +/-
     shift: float = 0.1  # fraction of width and height, +/-
+    # How rotation, zoom and shift resample the image: "three", Keras's RandomRotation,
+    # RandomZoom and RandomTranslation, one bilinear resampling each (their blur adds up; the
+    # field's default, so older runs resume as they were made); "one_blurred", one composed
+    # affine resampling (model.RandomAffine) followed by a random share of a 3x3 binomial
+    # blur, for about the same blur at a third of the resampling work.
+    resampling: str = "three"
     pen: float = 0.0  # share of training images drawn thicker or scanned at low resolution
     # Which other pens and scanners, an equal part of `pen` each (names in model.PEN_STYLES);
     # the field's default is the first set, so older runs resume as they were made.
@@ -102,6 +108,7 @@ class Config:
 CHOICES: dict[str, tuple[str, ...]] = {
     "architecture": ("tutorial", "compact", "quick", "strided"),
     "conv_norm": ("before_pool", "after_pool", "after_last_pool", "none"),
+    "resampling": ("three", "one_blurred"),
     "optimizer": ("adam", "adamw", "rmsprop"),
     "lr_schedule": ("onecycle", "plateau"),
     "checkpoint": ("best", "last"),
