@@ -119,57 +119,6 @@ class RandomPen(layers.Layer):
                 "styles": self.styles}
 
 
-def _interpolation_matrices(source, size: int):
-    """(n, size, size) bilinear interpolation matrices: row i holds the weights
-    max(0, 1 - |source[:, i] - j|) of input pixels j for output pixel i (0 beyond the image:
-    the background)."""
-    ops = keras.ops
-    j = ops.arange(size, dtype="float32")
-    return ops.relu(1.0 - ops.abs(source[:, :, None] - j[None, None, :]))
-
-
-@keras.saving.register_keras_serializable(package="digit_recognizer")
-class RandomZoomShift(layers.Layer):
-    """Training only: zoom by 1 +/- `zoom` about the centre (one factor for both axes, as
-    Keras's RandomZoom), then shift by up to +/-`shift` of the width and height (as
-    RandomTranslation), each a bilinear resampling with 0 outside. Both are axis-aligned, so
-    each is a product with a per-axis interpolation matrix and the two together are
-    out = (T_y Z_y) image (T_x Z_x)^T: the same two resamplings as a few small matrix products
-    instead of two passes of TensorFlow's per-pixel resampling kernel. Raw pixels in and out;
-    identity at inference."""
-
-    def __init__(self, zoom: float, shift: float, seed: int | None = None, **kwargs):
-        super().__init__(**kwargs)
-        self.zoom, self.shift, self.seed = zoom, shift, seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
-
-    def call(self, x, training=None):
-        if not training:
-            return x
-        ops = keras.ops
-        height, width = x.shape[1], x.shape[2]
-        u = keras.random.uniform((ops.shape(x)[0], 3), -1.0, 1.0, seed=self.seed_generator)
-        scale = 1.0 + u[:, :1] * self.zoom  # > 1 samples a larger area: the digit shrinks
-
-        def axis(size, shift):  # the zoom's matrix, then the shift's, for one axis
-            p = ops.arange(size, dtype="float32")[None, :]
-            centre = (size - 1) / 2.0
-            zoom = _interpolation_matrices(centre + scale * (p - centre), size)
-            moved = _interpolation_matrices(p - shift[:, None] * (self.shift * size), size)
-            return ops.matmul(moved, zoom)
-
-        rows, cols = axis(height, u[:, 1]), axis(width, u[:, 2])
-        image = ops.matmul(ops.matmul(rows, x[..., 0]), ops.transpose(cols, (0, 2, 1)))
-        return image[..., None]
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        return {**super().get_config(), "zoom": self.zoom, "shift": self.shift,
-                "seed": self.seed}
-
-
 def build_augmentation(config: Config) -> keras.Sequential:
     """Random rotation/zoom/shift as in the tutorial's ImageDataGenerator (training only),
     after RandomPen when the recipe asks for other pens (`pen` > 0)."""
@@ -179,12 +128,10 @@ def build_augmentation(config: Config) -> keras.Sequential:
     return keras.Sequential(pen + [
         layers.RandomRotation(config.rotation / 360.0, fill_mode="constant", fill_value=0.0,
                               seed=seed),
-    ] + ([RandomZoomShift(config.zoom, config.shift, seed=seed + 1)]
-         if config.separable_zoom_shift else [
         layers.RandomZoom(config.zoom, fill_mode="constant", fill_value=0.0, seed=seed + 1),
         layers.RandomTranslation(config.shift, config.shift, fill_mode="constant",
                                  fill_value=0.0, seed=seed + 2),
-    ]), name="augment")
+    ], name="augment")
 
 
 def _tutorial_body(x, config: Config):
