@@ -189,6 +189,16 @@ def test_exported_site_predicts_in_the_browser_like_digits_predict(static_site, 
     assert answer["label"] == label and len(answer["pixels"]) == 784
     assert browser.find_element("id", "status").text == "live"
 
+    # local.js ports images.to_mnist: the canvas as a PNG through Python gives the same digit
+    # (within one grey level: the page resizes in float64, Pillow in float32)
+    import base64
+
+    from digit_recognizer.images import image_to_mnist
+    png = browser.execute_script("return document.getElementById('pad').toDataURL('image/png');")
+    in_python = image_to_mnist(base64.b64decode(png.split(",", 1)[1])).astype(int)
+    in_page = np.array(answer["pixels"], dtype=int).reshape(28, 28)
+    assert np.abs(in_page - in_python).max() <= 1, np.abs(in_page - in_python).max()
+
     # the same 28x28 image through `digits predict` (onnxruntime in Python)
     pixels = np.array(answer["pixels"], dtype=np.uint8).reshape(1, 28, 28)
     write_test_csv(tmp_path / "drawn.csv", pixels)

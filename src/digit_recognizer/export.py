@@ -29,7 +29,7 @@ import numpy as np
 
 from .errors import InputError
 from .files import atomic_path, check_writable, write_text_atomic
-from .images import MIN_INK_CONTRAST
+from .images import INK_GAMMA, MIN_INK_CONTRAST
 from .novelty import FEATURE_MAPS, features_tensor
 from .onnx_model import DISTANCE_NAME, INPUT_NAME, METADATA_KEY, OUTPUT_NAME, load_onnx
 from .predict import LoadedRun, load_run, run_outputs, run_proba, tta_views
@@ -324,8 +324,11 @@ def _export_web(run: LoadedRun, model, output: Path) -> float:
         for name in ORT_WEB_FILES:
             shutil.copyfile(_ort_web_file(name), site / "ort" / name)
         local = static.joinpath("local.js").read_text("utf-8")
-        write_text_atomic(site / "local.js", local.replace(
-            "MIN_INK_CONTRAST = 32", f"MIN_INK_CONTRAST = {MIN_INK_CONTRAST}"))
+        for constant, value in (("MIN_INK_CONTRAST = 32", MIN_INK_CONTRAST),
+                                ("INK_GAMMA = 1.2", INK_GAMMA)):
+            assert constant in local, f"static/local.js lost `{constant}`"
+            local = local.replace(constant, f"{constant.split(' = ')[0]} = {value}")
+        write_text_atomic(site / "local.js", local)
         page = static.joinpath("index.html").read_text("utf-8")
         marker = "<!-- local model -->"
         assert marker in page, "static/index.html lost its local-model marker"

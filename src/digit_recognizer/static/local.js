@@ -4,6 +4,7 @@
 "use strict";
 
 const MIN_INK_CONTRAST = 32;  // grey levels; written by `digits export` from images.py
+const INK_GAMMA = 1.2;  // the finished digit's grey levels to this power; written by `digits export`
 const DIGIT_BOX = 20, FRAME = 28;
 
 ort.env.wasm.wasmPaths = new URL("ort/", document.baseURI).href;  // this folder, never a CDN
@@ -92,7 +93,7 @@ function toMnist(grey, w, h) {
   const t = clamp(roundHalfEven(FRAME / 2 - 0.5 - sy / total), FRAME - sh);
   const l = clamp(roundHalfEven(FRAME / 2 - 0.5 - sx / total), FRAME - sw);
   const pixels = new Uint8Array(FRAME * FRAME);
-  for (let y = 0; y < sh; y++) for (let x = 0; x < sw; x++) pixels[(t + y) * FRAME + l + x] = roundHalfEven(small[y * sw + x]);
+  for (let y = 0; y < sh; y++) for (let x = 0; x < sw; x++) pixels[(t + y) * FRAME + l + x] = roundHalfEven(255 * Math.pow(small[y * sw + x] / 255, INK_GAMMA));
   return {pixels};
 }
 
