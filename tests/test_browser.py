@@ -184,6 +184,7 @@ def test_exported_site_predicts_in_the_browser_like_digits_predict(static_site, 
     browser.get(base)
     seven = [(0.25, 0.2), (0.5, 0.2), (0.75, 0.2), (0.65, 0.4), (0.55, 0.6), (0.48, 0.85)]
     draw(browser, seven)
+    draw(browser, [(0.9, 0.92), (0.91, 0.92)])  # a stray dot: a speck, not part of the box
     label = wait_for_label(browser)
     answer = browser.execute_script("return lastAnswer;")
     assert answer["label"] == label and len(answer["pixels"]) == 784

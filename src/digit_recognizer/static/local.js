@@ -64,6 +64,31 @@ function roundHalfEven(x) {  // Python's round()
   return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
+// images._without_specks: the strong-ink mask (w*h, 0/1, changed in place) without the blobs
+// (8-connected) smaller than SPECK_FRACTION of the largest, so a stray dot does not stretch
+// the digit's box.
+const SPECK_FRACTION = 0.1;
+function withoutSpecks(strong, w, h) {
+  const label = new Int32Array(w * h), sizes = [0];
+  for (let start = 0; start < strong.length; start++) {
+    if (!strong[start] || label[start]) continue;
+    const id = sizes.length, stack = [start];
+    let size = 0;
+    label[start] = id;
+    while (stack.length) {
+      const i = stack.pop(), y = Math.floor(i / w), x = i % w;
+      size++;
+      for (let dy = -1; dy <= 1; dy++) for (let dx = -1; dx <= 1; dx++) {
+        const yy = y + dy, xx = x + dx, j = yy * w + xx;
+        if (yy >= 0 && yy < h && xx >= 0 && xx < w && strong[j] && !label[j]) { label[j] = id; stack.push(j); }
+      }
+    }
+    sizes.push(size);
+  }
+  const largest = Math.max(...sizes);
+  for (let i = 0; i < strong.length; i++) if (strong[i] && sizes[label[i]] < SPECK_FRACTION * largest) strong[i] = 0;
+}
+
 // grey levels (w*h, 0-255) -> {pixels: Uint8Array(784)} or {reason}
 // images.to_mnist's first step, undo_blocky_enlargement, is left out: a canvas drawing is
 // anti-aliased, never a small image enlarged without smoothing, so it would change nothing.
@@ -81,11 +106,16 @@ function toMnist(grey, w, h) {
   if (strongest < MIN_INK_CONTRAST)
     return {reason: `no digit found (no ink against the background; the strongest contrast is ` +
                     `${Math.round(strongest)} of 255, below ${MIN_INK_CONTRAST})`};
+  const strong = new Uint8Array(w * h);
+  for (let i = 0; i < ink.length; i++) {
+    ink[i] *= 255 / strongest;
+    strong[i] = ink[i] >= 0.15 * 255 ? 1 : 0;
+  }
+  withoutSpecks(strong, w, h);
   let top = h, bottom = -1, left = w, right = -1;
   for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) {
     const i = y * w + x;
-    ink[i] *= 255 / strongest;
-    if (ink[i] >= 0.15 * 255) { top = Math.min(top, y); bottom = y; left = Math.min(left, x); right = Math.max(right, x); }
+    if (strong[i]) { top = Math.min(top, y); bottom = y; left = Math.min(left, x); right = Math.max(right, x); }
     if (ink[i] < 0.05 * 255) ink[i] = 0;
   }
   const ch = bottom - top + 1, cw = right - left + 1, crop = new Float64Array(ch * cw);
