@@ -2,6 +2,8 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# As digit_recognizer.backend sets it, for the test modules that import Keras before it does.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 # Every `digits` process a test starts prints its Python stack if it crashes (SIGSEGV, SIGABRT):
 # a CI failure then says where, not only "-11".
 os.environ.setdefault("PYTHONFAULTHANDLER", "1")

@@ -251,6 +251,21 @@ def test_info_names_versions_and_devices():
     assert np.char.isnumeric(lines["digits"].replace(".", "")).item()
 
 
+def test_onednn_is_on_unless_the_user_turns_it_off():
+    """TensorFlow leaves its oneDNN kernels off on some x86 CPUs (a Zen 3: 1.2-2.5x slower);
+    the tool turns them on there (backend.py) and keeps the user's TF_ENABLE_ONEDNN_OPTS=0."""
+    def onednn_line(**env):
+        base = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+        out = subprocess.run([*DIGITS, "info"], capture_output=True, text=True, timeout=900,
+                             stdin=subprocess.DEVNULL, env={**base, **env})
+        assert out.returncode == 0, out.stderr
+        return dict(line.split(None, 1) for line in out.stdout.splitlines()
+                    if line.strip())["onednn"]
+
+    assert onednn_line() == "on"
+    assert onednn_line(TF_ENABLE_ONEDNN_OPTS="0") == "off (TF_ENABLE_ONEDNN_OPTS=0)"
+
+
 def test_the_sweep_progress_callback_pickles_after_print_is_replaced(monkeypatch):
     """Ray Tune pickles the sweep's callbacks; a Ray component may have replaced
     builtins.print in the driver by then (a CI run failed so): our log must still pickle."""

@@ -26,6 +26,12 @@ import tempfile
 
 # Must be set before TensorFlow's first import; it filters C++ INFO/WARNING lines after start-up.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TensorFlow turns its oneDNN kernels on by itself only on some x86 CPUs (those with AVX-512
+# VNNI/BF16 or AMX: the Zen 4 and Xeon machines of bench/README.md); elsewhere it runs Eigen's.
+# On a 2-core Zen 3 without it, oneDNN trained our recipes 1.2-1.75x and predicted 1.9-2.5x
+# faster (bench/README.md, "TensorFlow's oneDNN kernels on a CPU where TensorFlow leaves them
+# off"). Before TensorFlow's first import; TF_ENABLE_ONEDNN_OPTS=0 still turns them off.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 # Lines TensorFlow's C++ start-up writes that carry nothing for a user: absl's pre-init notice,
 # INFO (I) and WARNING (W) records ("I0000 00:00:1795571940.607650    3115 port.cc:153] ..."),
@@ -95,6 +101,15 @@ def _import_keras_quietly():
 
 
 keras = _import_keras()
+
+
+def onednn_enabled() -> bool | None:
+    """Whether TensorFlow runs its oneDNN kernels (None: another backend)."""
+    if keras.backend.backend() != "tensorflow":
+        return None
+    from tensorflow.python.util import _pywrap_util_port  # TensorFlow's own answer
+
+    return bool(_pywrap_util_port.IsMklEnabled())
 
 
 def limit_threads(threads: int) -> None:

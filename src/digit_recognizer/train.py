@@ -259,7 +259,12 @@ def library_versions() -> dict[str, str]:
                 "scikit-learn": sklearn.__version__}
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
+
+        from .backend import onednn_enabled
+
         versions["tensorflow"] = tf.__version__
+        # oneDNN or Eigen kernels: the same model, other rounding and speed (backend.py)
+        versions["onednn"] = "on" if onednn_enabled() else "off"
     return versions
 
 
