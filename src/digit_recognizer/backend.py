@@ -26,8 +26,9 @@ import tempfile
 
 # Must be set before TensorFlow's first import; it filters C++ INFO/WARNING lines after start-up.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# TensorFlow turns its oneDNN kernels on by itself only on some x86 CPUs (those with AVX-512
-# VNNI/BF16 or AMX: the Zen 4 and Xeon machines of bench/README.md); elsewhere it runs Eigen's.
+# TensorFlow turns its oneDNN kernels on by itself only on x86 CPUs with "neural-network
+# features" (its 2.9 release notes: AVX512_VNNI, AVX512_BF16, AMX...; on the Zen 4 and Xeon
+# machines of bench/README.md, not on a Zen 3); elsewhere it runs Eigen's.
 # On a 2-core Zen 3 without it, oneDNN trained our recipes 1.2-1.75x and predicted 1.9-2.5x
 # faster (bench/README.md, "TensorFlow's oneDNN kernels on a CPU where TensorFlow leaves them
 # off"). Before TensorFlow's first import; TF_ENABLE_ONEDNN_OPTS=0 still turns them off.
