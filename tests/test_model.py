@@ -41,7 +41,7 @@ def test_strided_architecture_is_deottes():
     assert [c.kernel_size[0] for c in convs] == [3, 3, 5, 3, 3, 5, 4]
     assert [c.strides[0] for c in convs] == [1, 1, 2, 1, 1, 2, 1]
     assert not any(l.__class__.__name__ == "MaxPooling2D" for l in model.layers)
-    assert sum(l.__class__.__name__ == "BatchNormalization" for l in model.layers) == 7
+    assert sum(l.__class__.__name__ == "FusedBatchNormalization" for l in model.layers) == 7
     # 30.3 MFLOPs per image forward, counted by hand from the layer shapes
     assert forward_flops(model) == 2 * (676 * 9 * 32 + 576 * 9 * 32 * 32 + 144 * 25 * 32 * 32
                                         + 100 * 9 * 32 * 64 + 64 * 9 * 64 * 64
@@ -143,7 +143,7 @@ def test_the_names_a_recipe_file_is_checked_against_are_what_the_model_builds():
     assert tuple(ARCHITECTURES) == CHOICES["architecture"]
 
 
-def test_a_model_with_random_pen_saves_and_loads_safely(tmp_path):
+def test_a_model_with_our_layers_saves_and_loads_safely(tmp_path):
     from digit_recognizer.backend import keras
     from digit_recognizer.config import get_recipe
     from digit_recognizer.model import build_model
@@ -151,13 +151,14 @@ def test_a_model_with_random_pen_saves_and_loads_safely(tmp_path):
     model = build_model(get_recipe("default").replace(width=8))
     assert get_recipe("default").pen > 0
     assert any(type(layer).__name__ == "RandomPen" for layer in model.get_layer("augment").layers)
+    assert any(type(layer).__name__ == "FusedBatchNormalization" for layer in model.layers)
     model.save(tmp_path / "m.keras")
     loaded = keras.saving.load_model(tmp_path / "m.keras", compile=False, safe_mode=True)
     x = np.random.default_rng(0).uniform(0, 255, (4, 28, 28, 1)).astype("float32")
     assert np.allclose(loaded.predict_on_batch(x), model.predict_on_batch(x), atol=1e-6)
 
 
-CONV, BN, RELU, POOL = "Conv2D", "BatchNormalization", "Activation", "MaxPooling2D"
+CONV, BN, RELU, POOL = "Conv2D", "FusedBatchNormalization", "Activation", "MaxPooling2D"
 
 
 @pytest.mark.parametrize("conv_norm, stages", [
@@ -187,3 +188,39 @@ def test_quick_net_second_conv_takes_width2():
     convs = [l for l in model.layers if l.__class__.__name__ == CONV]
     assert [c.filters for c in convs] == [16, 32]
     assert [c.output.shape[1] for c in convs] == [24, 10]  # valid 5x5 at 28, 3x3 at 12
+
+
+@pytest.mark.parametrize("shape", [(16, 6, 6, 8), (16, 12)], ids=["maps", "dense"])
+def test_fused_batch_norm_computes_what_keras_batch_norm_computes(shape):
+    """Training and inference outputs, gradients and moving statistics, to float32 rounding:
+    the fused kernel is the same function computed differently."""
+    import tensorflow as tf
+
+    from digit_recognizer.backend import keras
+    from digit_recognizer.model import FusedBatchNormalization
+
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(3.0, 2.0, shape).astype("float32"))
+    upstream = tf.constant(rng.normal(size=shape).astype("float32"))
+    ours, theirs = FusedBatchNormalization(momentum=0.9), keras.layers.BatchNormalization(
+        momentum=0.9)
+    for layer in (ours, theirs):
+        layer.build(shape)
+        layer.gamma.assign(rng.uniform(0.5, 1.5, shape[-1]).astype("float32"))
+        layer.beta.assign(rng.normal(size=shape[-1]).astype("float32"))
+    theirs.set_weights(ours.get_weights())
+    results = []
+    for layer in (ours, theirs):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(y * upstream)
+        grads = tape.gradient(loss, [x, layer.gamma, layer.beta])
+        y2 = layer(x, training=True)  # a second step: the moving statistics move again
+        results.append([y, *grads, y2, layer.moving_mean, layer.moving_variance,
+                        layer(x, training=False)])
+    assert not np.allclose(ours.moving_variance.numpy(), 1.0)  # the statistics did move
+    for mine, keras_own in zip(*results):
+        np.testing.assert_allclose(np.asarray(mine), np.asarray(keras_own), rtol=1e-4,
+                                   atol=1e-4)
+
