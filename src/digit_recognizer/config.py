@@ -283,14 +283,14 @@ BEST = Config(recipe="best", architecture="strided", width=32, epochs=24, dropou
 RECIPES: dict[str, Config] = {c.recipe: c for c in (QUICK, DEFAULT, FAST, BEST, TUTORIAL)}
 
 # What each recipe costs and gives on a 2-core machine (bench/README.md: quick and default on
-# an AMD EPYC, 2026-12-01 04:45 and 06:17 UTC; fast and best on an Intel Xeon, 2026-11-30;
+# AMD EPYCs, 2026-12-01 04:45 and 06:17 UTC and 2026-12-02 16:48 UTC; fast and best on an Intel Xeon, 2026-11-30;
 # tutorial on a Zen 5, 2026-11-24; held-out = MNIST's official 10,000 test images). Shown by
 # `digits train --help`.
 RECIPE_SUMMARIES: dict[str, str] = {
     "quick": "2 epochs, ~9 s of training (0.07-0.08 of keras-io mnist_convnet's time to 99%), "
-             "99.20-99.23% held-out (mean of 3 seeds)",
+             "99.19-99.23% held-out (mean of 3 seeds)",
     "default": "6 epochs, light augmentation, other pens, digits stretched to fill, ~37 s "
-               "(0.14-0.23 of keras-io's time to 99%), 99.31-99.36% (3 seeds; 99.46-99.48% "
+               "(0.14-0.23 of keras-io's time to 99%), 99.31-99.37% (3 seeds; 99.46-99.48% "
                "as digits run submits it, with TTA)",
     "fast": "14 epochs with augmentation and the five pens, ~5 min, 99.5%",
     "best": "Deotte's strided net, 24 epochs with augmentation and the five pens, ~12-16 "
