@@ -16,12 +16,11 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench import machine_info, print_machine, versions  # noqa: E402
+from bench import machine_info, print_machine, timed, versions  # noqa: E402
 
 
 def main() -> None:
@@ -61,14 +60,12 @@ def main() -> None:
                 finally:
                     model_module.FusedBatchNormalization = layers["fused"]
                 dataset = make_dataset(x, y, config.batch_size, True, config.seed)
-                model.fit(dataset, epochs=1, verbose=0)  # tracing and warm-up
-                start = time.perf_counter()
-                model.fit(dataset, epochs=1, verbose=0)
-                train_ms.append(1e3 * (time.perf_counter() - start) / steps)
-                model.predict(images, batch_size=1024, verbose=0)
-                start = time.perf_counter()
-                model.predict(images, batch_size=1024, verbose=0)
-                predict_rate.append(len(images) / (time.perf_counter() - start))
+                # one untimed call first: tracing, oneDNN primitive creation
+                train_ms.append(1e3 * timed(lambda: model.fit(dataset, epochs=1, verbose=0),
+                                            repeat=1, warm_up=True) / steps)
+                predict_rate.append(len(images) / timed(
+                    lambda: model.predict(images, batch_size=1024, verbose=0), repeat=1,
+                    warm_up=True))
         for kind, (train_ms, predict_rate) in results.items():
             ms = statistics.median(train_ms)
             print(f"{name:8s} batch norm {kind:5s}: train {ms:6.1f} ms/step "
