@@ -204,10 +204,10 @@ def test_fused_batch_norm_computes_what_keras_batch_norm_computes(shape):
     upstream = tf.constant(rng.normal(size=shape).astype("float32"))
     ours, theirs = FusedBatchNormalization(momentum=0.9), keras.layers.BatchNormalization(
         momentum=0.9)
-    for layer in (ours, theirs):
-        layer.build(shape)
-        layer.gamma.assign(rng.uniform(0.5, 1.5, shape[-1]).astype("float32"))
-        layer.beta.assign(rng.normal(size=shape[-1]).astype("float32"))
+    ours.build(shape)
+    theirs.build(shape)
+    ours.gamma.assign(rng.uniform(0.5, 1.5, shape[-1]).astype("float32"))
+    ours.beta.assign(rng.normal(size=shape[-1]).astype("float32"))
     theirs.set_weights(ours.get_weights())
     results = []
     for layer in (ours, theirs):
@@ -223,4 +223,3 @@ def test_fused_batch_norm_computes_what_keras_batch_norm_computes(shape):
     for mine, keras_own in zip(*results):
         np.testing.assert_allclose(np.asarray(mine), np.asarray(keras_own), rtol=1e-4,
                                    atol=1e-4)
-

@@ -283,9 +283,9 @@ BEST = Config(recipe="best", architecture="strided", width=32, epochs=24, dropou
 RECIPES: dict[str, Config] = {c.recipe: c for c in (QUICK, DEFAULT, FAST, BEST, TUTORIAL)}
 
 # What each recipe costs and gives on a 2-core machine (bench/README.md: quick and default on
-# AMD EPYCs, 2026-12-01 04:45 and 06:17 UTC and 2026-12-02 16:48 UTC; fast and best on an Intel Xeon, 2026-11-30;
-# tutorial on a Zen 5, 2026-11-24; held-out = MNIST's official 10,000 test images). Shown by
-# `digits train --help`.
+# AMD EPYCs, 2026-12-01 04:45 and 06:17 UTC and 2026-12-02 16:48 UTC; fast and best on an
+# Intel Xeon, 2026-11-30; tutorial on a Zen 5, 2026-11-24; held-out = MNIST's official 10,000
+# test images). Shown by `digits train --help`.
 RECIPE_SUMMARIES: dict[str, str] = {
     "quick": "2 epochs, ~9 s of training (0.07-0.08 of keras-io mnist_convnet's time to 99%), "
              "99.19-99.23% held-out (mean of 3 seeds)",

@@ -124,10 +124,10 @@ class FusedBatchNormalization(layers.BatchNormalization):
     """Keras's BatchNormalization, computed on TensorFlow by its one fused kernel
     (FusedBatchNormV3, oneDNN's when oneDNN is on; tf.keras's before Keras 3) rather than as
     moments and normalisation in separate element-wise passes: the same function, variables
-    and moving statistics, `best`'s training step ~1.15x faster on 2 cores (bench/README.md,
-    "Batch norm in one fused kernel"). Other backends, and what the kernel lacks (a mask,
-    renorm, synchronised statistics, no scale or no centre, an axis other than the last), run
-    Keras's own code."""
+    and moving statistics, with training steps of `default` 1.14x and `best` 1.06-1.13x faster
+    on 2 cores (bench/README.md, "Batch norm in one fused kernel"). Other backends, and what
+    the kernel lacks (a mask, renorm, synchronised statistics, no scale or no centre, an axis
+    other than the last), run Keras's own code."""
 
     def call(self, inputs, training=None, mask=None):
         rank = len(inputs.shape)
