@@ -15,9 +15,9 @@ from digit_recognizer.errors import InputError
 DIGITS = [sys.executable, "-m", "digit_recognizer.cli"]
 
 
-def digits(*args, cwd=None):
+def digits(*args, cwd=None, env=None):
     return subprocess.run([*DIGITS, *map(str, args)], capture_output=True, text=True, cwd=cwd,
-                          timeout=900, stdin=subprocess.DEVNULL)
+                          timeout=900, stdin=subprocess.DEVNULL, env=env)
 
 
 EXIT_PROBE = """

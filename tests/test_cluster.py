@@ -242,10 +242,15 @@ def test_ray_options_need_an_ensemble_and_a_reachable_cluster(tiny_csv, tmp_path
     assert not (tmp_path / "s").exists()
 
 
-def test_info_names_versions_and_devices():
-    out = digits("info")
+def info_lines(env=None) -> dict[str, str]:
+    """`digits info`'s lines as {name: value} (`env`: the process's whole environment)."""
+    out = digits("info", env=env)
     assert out.returncode == 0, out.stderr
-    lines = dict(line.split(None, 1) for line in out.stdout.splitlines() if line.strip())
+    return dict(line.split(None, 1) for line in out.stdout.splitlines() if line.strip())
+
+
+def test_info_names_versions_and_devices():
+    lines = info_lines()
     assert lines["keras"][0].isdigit() and "CPU" in lines["devices"]
     assert lines["gpu"].startswith("none found") or "training uses it" in lines["gpu"]
     assert np.char.isnumeric(lines["digits"].replace(".", "")).item()
@@ -256,11 +261,7 @@ def test_onednn_is_on_unless_the_user_turns_it_off():
     the tool turns them on there (backend.py) and keeps the user's TF_ENABLE_ONEDNN_OPTS=0."""
     def onednn_line(**env):
         base = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
-        out = subprocess.run([*DIGITS, "info"], capture_output=True, text=True, timeout=900,
-                             stdin=subprocess.DEVNULL, env={**base, **env})
-        assert out.returncode == 0, out.stderr
-        return dict(line.split(None, 1) for line in out.stdout.splitlines()
-                    if line.strip())["onednn"]
+        return info_lines({**base, **env})["onednn"]
 
     assert onednn_line() == "on"
     assert onednn_line(TF_ENABLE_ONEDNN_OPTS="0") == "off (TF_ENABLE_ONEDNN_OPTS=0)"
