@@ -53,11 +53,6 @@ class Config:
     rotation: float = 10.0  # degrees, +/-
     zoom: float = 0.1  # fraction, +/-
     shift: float = 0.1  # fraction of width and height, +/-
-    # Zoom and shift as products with per-image interpolation matrices (model.RandomZoomShift:
-    # still two bilinear resamplings, which is what two axis-aligned resamplings are) instead
-    # of Keras's RandomZoom and RandomTranslation layers (TensorFlow's per-pixel kernel); the
-    # field's default is False, so older runs resume as they were made.
-    separable_zoom_shift: bool = False
     pen: float = 0.0  # share of training images drawn thicker or scanned at low resolution
     # Which other pens and scanners, an equal part of `pen` each (names in model.PEN_STYLES);
     # the field's default is the first set, so older runs resume as they were made.

@@ -119,63 +119,6 @@ class RandomPen(layers.Layer):
                 "styles": self.styles}
 
 
-def _interpolation_matrices(source, size: int):
-    """(n, size, size) bilinear interpolation matrices: row i holds the weights
-    max(0, 1 - |source[:, i] - j|) of input pixels j for output pixel i (none beyond the
-    image: 0 outside, as Keras's fill_mode="constant" with fill_value 0)."""
-    ops = keras.ops
-    j = ops.arange(size, dtype="float32")
-    return ops.relu(1.0 - ops.abs(source[:, :, None] - j[None, None, :]))
-
-
-def zoom_then_shift(x, scale, shift_y, shift_x):
-    """Each image zoomed about its centre (output pixel p reads input centre + scale (p -
-    centre): scale > 1 shrinks the digit), then shifted by (shift_y, shift_x) px, each a
-    bilinear resampling with 0 outside, as two calls of keras.ops.image.affine_transform would
-    do. Both are axis-aligned, so each is a product with a per-axis interpolation matrix and
-    the pair is out = (T_y Z_y) image (T_x Z_x)^T. x: (n, h, w, 1); scale, shifts: (n,)."""
-    ops = keras.ops
-    height, width = x.shape[1], x.shape[2]
-
-    def axis(size, shift):  # the zoom's matrix, then the shift's, for one axis
-        p = ops.arange(size, dtype="float32")[None, :]
-        centre = (size - 1) / 2.0
-        zoom = _interpolation_matrices(centre + scale[:, None] * (p - centre), size)
-        return ops.matmul(_interpolation_matrices(p - shift[:, None], size), zoom)
-
-    rows, cols = axis(height, shift_y), axis(width, shift_x)
-    return ops.matmul(ops.matmul(rows, x[..., 0]), ops.transpose(cols, (0, 2, 1)))[..., None]
-
-
-@keras.saving.register_keras_serializable(package="digit_recognizer")
-class RandomZoomShift(layers.Layer):
-    """Training only: zoom by 1 +/- `zoom` (one factor for both axes, as Keras's RandomZoom),
-    then shift by up to +/- `shift` of the height and width (as RandomTranslation): the same
-    two bilinear resamplings as those layers (zoom_then_shift), as a few small matrix products
-    instead of two passes of TensorFlow's per-pixel resampling kernel. Raw pixels in and out;
-    identity at inference."""
-
-    def __init__(self, zoom: float, shift: float, seed: int | None = None, **kwargs):
-        super().__init__(**kwargs)
-        self.zoom, self.shift, self.seed = zoom, shift, seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
-
-    def call(self, x, training=None):
-        if not training:
-            return x
-        u = keras.random.uniform((keras.ops.shape(x)[0], 3), -1.0, 1.0,
-                                 seed=self.seed_generator)
-        return zoom_then_shift(x, 1.0 + u[:, 0] * self.zoom, u[:, 1] * (self.shift * x.shape[1]),
-                               u[:, 2] * (self.shift * x.shape[2]))
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        return {**super().get_config(), "zoom": self.zoom, "shift": self.shift,
-                "seed": self.seed}
-
-
 @keras.saving.register_keras_serializable(package="digit_recognizer")
 class FusedBatchNormalization(layers.BatchNormalization):
     """Keras's BatchNormalization, computed on TensorFlow by its one fused kernel
@@ -222,12 +165,10 @@ def build_augmentation(config: Config) -> keras.Sequential:
     return keras.Sequential(pen + [
         layers.RandomRotation(config.rotation / 360.0, fill_mode="constant", fill_value=0.0,
                               seed=seed),
-    ] + ([RandomZoomShift(config.zoom, config.shift, seed=seed + 1)]
-         if config.separable_zoom_shift else [
         layers.RandomZoom(config.zoom, fill_mode="constant", fill_value=0.0, seed=seed + 1),
         layers.RandomTranslation(config.shift, config.shift, fill_mode="constant",
                                  fill_value=0.0, seed=seed + 2),
-    ]), name="augment")
+    ], name="augment")
 
 
 def _tutorial_body(x, config: Config):
