@@ -1,9 +1,11 @@
 import os
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# As digit_recognizer.backend sets it, for the test modules that import Keras before it does.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+# TensorFlow's settings as digit_recognizer.backend makes them, for the test modules that import
+# Keras before it does (tf_env imports nothing heavy; backend imports Keras when loaded).
+from digit_recognizer.tf_env import set_tensorflow_defaults  # noqa: E402
+
+set_tensorflow_defaults()
 # Every `digits` process a test starts prints its Python stack if it crashes (SIGSEGV, SIGABRT):
 # a CI failure then says where, not only "-11".
 os.environ.setdefault("PYTHONFAULTHANDLER", "1")

@@ -258,7 +258,8 @@ def test_info_names_versions_and_devices():
 
 def test_onednn_is_on_unless_the_user_turns_it_off():
     """TensorFlow leaves its oneDNN kernels off on some x86 CPUs (a Zen 3: 1.2-2.5x slower);
-    the tool turns them on there (backend.py) and keeps the user's TF_ENABLE_ONEDNN_OPTS=0."""
+    the tool turns them on there (tf_env.py, applied by backend.py) and keeps the user's
+    TF_ENABLE_ONEDNN_OPTS=0."""
     def onednn_line(**env):
         base = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
         return info_lines({**base, **env})["onednn"]

@@ -24,15 +24,9 @@ import re
 import sys
 import tempfile
 
-# Must be set before TensorFlow's first import; it filters C++ INFO/WARNING lines after start-up.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# TensorFlow turns its oneDNN kernels on by itself only on x86 CPUs with "neural-network
-# features" (its 2.9 release notes: AVX512_VNNI, AVX512_BF16, AMX...; on the Zen 4 and Xeon
-# machines of bench/README.md, not on a Zen 3); elsewhere it runs Eigen's.
-# On a 2-core Zen 3 without it, oneDNN trained our recipes 1.2-1.75x and predicted 1.9-2.5x
-# faster (bench/README.md, "TensorFlow's oneDNN kernels on a CPU where TensorFlow leaves them
-# off"). Before TensorFlow's first import; TF_ENABLE_ONEDNN_OPTS=0 still turns them off.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+from .tf_env import set_tensorflow_defaults
+
+set_tensorflow_defaults()  # before TensorFlow's first import (below)
 
 # Lines TensorFlow's C++ start-up writes that carry nothing for a user: absl's pre-init notice,
 # INFO (I) and WARNING (W) records ("I0000 00:00:1795571940.607650    3115 port.cc:153] ..."),

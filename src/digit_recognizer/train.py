@@ -263,7 +263,7 @@ def library_versions() -> dict[str, str]:
         from .backend import onednn_enabled
 
         versions["tensorflow"] = tf.__version__
-        # oneDNN or Eigen kernels: the same model, other rounding and speed (backend.py)
+        # oneDNN or Eigen kernels: the same model, other rounding and speed (tf_env.py)
         versions["onednn"] = "on" if onednn_enabled() else "off"
     return versions
 
