@@ -177,7 +177,7 @@ def make_dataset(pixels, labels, batch_size: int, shuffle: bool, seed: int, augm
     (converted to float32 per batch): building it copies 30 MB once, where slicing a float32
     copy of the images into the pipeline took 0.6 s for 38k rows on 2 cores.
     Keras's own autotuning of tf.data stalled short fit() calls on 2 cores, so it is switched
-    off and the pipeline is fixed: reshuffle each epoch, batch, gather, prefetch 2.
+    off and the pipeline is fixed: reshuffle each epoch, batch, gather (and augment), prefetch 2.
     """
     from .backend import keras  # noqa: F401  (TensorFlow imported quietly)
     import tensorflow as tf
@@ -198,10 +198,12 @@ def make_dataset(pixels, labels, batch_size: int, shuffle: bool, seed: int, augm
     ds = tf.data.Dataset.range(len(images))
     if shuffle:
         ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size).map(
-        lambda rows: (tf.cast(tf.gather(images, rows), tf.float32), target_of(rows)))
-    if augment is not None:  # one batch at a time, in order: the same seed, the same images
-        ds = ds.map(lambda x, y: (augment(x, training=True), y))
+
+    def batch_of(rows):  # one map, in order (no parallel calls): the same seed, the same images
+        x = tf.cast(tf.gather(images, rows), tf.float32)
+        return (x if augment is None else augment(x, training=True)), target_of(rows)
+
+    ds = ds.batch(batch_size).map(batch_of)
     options = tf.data.Options()
     options.autotune.enabled = False
     return ds.prefetch(2).with_options(options)
