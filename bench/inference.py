@@ -11,11 +11,12 @@ policy (bf16 compute on AVX-512 BF16 CPUs).
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from digit_recognizer.tf_env import set_tensorflow_defaults
+
+set_tensorflow_defaults()  # before TensorFlow's first import
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 

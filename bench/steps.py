@@ -90,5 +90,6 @@ def main() -> None:
                   f"{', '.join(f'{v:.1f}' for v in train_ms)}), predict "
                   f"{statistics.median(predict_rate):,.0f} img/s", flush=True)
 
+
 if __name__ == "__main__":
     main()
