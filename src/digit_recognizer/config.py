@@ -53,9 +53,6 @@ class Config:
     rotation: float = 10.0  # degrees, +/-
     zoom: float = 0.1  # fraction, +/-
     shift: float = 0.1  # fraction of width and height, +/-
-    # Share of each training batch that is rotated, zoomed and shifted (model.OnShare; the
-    # rest passes as it is): the three resamplings cost ~30% of `default`'s epoch on 2 cores.
-    augment_share: float = 1.0
     pen: float = 0.0  # share of training images drawn thicker or scanned at low resolution
     # Which other pens and scanners, an equal part of `pen` each (names in model.PEN_STYLES);
     # the field's default is the first set, so older runs resume as they were made.

@@ -156,44 +156,19 @@ class FusedBatchNormalization(layers.BatchNormalization):
         return y if rank == 4 else tf.reshape(y, tf.shape(inputs))
 
 
-@keras.saving.register_keras_serializable(package="digit_recognizer")
-class OnShare(layers.Layer):
-    """Training only: `inner` (a Keras layer) applied to the first `share` of each batch, the
-    rest passed as it is (the pipeline has shuffled the batch, so that is a random subset)."""
-
-    def __init__(self, inner, share: float, **kwargs):
-        super().__init__(**kwargs)
-        self.inner, self.share = inner, share
-
-    def build(self, input_shape):
-        self.inner.build(input_shape)
-
-    def call(self, x, training=None):
-        if not training:
-            return x
-        k = _count(keras.ops.shape(x)[0], self.share)
-        return keras.ops.concatenate([self.inner(x[:k], training=True), x[k:]], axis=0)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-
 def build_augmentation(config: Config) -> keras.Sequential:
     """Random rotation/zoom/shift as in the tutorial's ImageDataGenerator (training only),
     after RandomPen when the recipe asks for other pens (`pen` > 0)."""
     seed = config.seed
     pen = [RandomPen(config.pen, seed=seed + 3, styles=config.pen_styles)] \
         if config.pen > 0 else []
-    moves = [
+    return keras.Sequential(pen + [
         layers.RandomRotation(config.rotation / 360.0, fill_mode="constant", fill_value=0.0,
                               seed=seed),
         layers.RandomZoom(config.zoom, fill_mode="constant", fill_value=0.0, seed=seed + 1),
         layers.RandomTranslation(config.shift, config.shift, fill_mode="constant",
                                  fill_value=0.0, seed=seed + 2),
-    ]
-    if config.augment_share < 1.0:
-        moves = [OnShare(keras.Sequential(moves), config.augment_share)]
-    return keras.Sequential(pen + moves, name="augment")
+    ], name="augment")
 
 
 def _tutorial_body(x, config: Config):
