@@ -7,8 +7,10 @@ Times, in one process and in turn (`--rounds` times, so a drifting machine affec
 one call on a batch of random raw images in a tf.function, training mode: the recipe's whole
 augmentation (model.build_augmentation), each of its layers alone, the same rotation layer with
 a zero factor, and TensorFlow's resampling kernel (ImageProjectiveTransformV3, bilinear) with
-the identity matrix. Prints ms per batch: median over the rounds of each round's mean over
-`--calls` calls. The training step shares the same cores (bench/steps.py --augment times both).
+the identity matrix; and the pen layer and the whole augmentation once more with the thicker
+strokes as Keras's max-pooling (stride 1, "same"), as model._thicker computed them before
+2026-12-03. Prints ms per batch: median over the rounds of each round's mean over `--calls`
+calls. The training step shares the same cores (bench/steps.py --augment times both).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ def main() -> None:
 
     from digit_recognizer.backend import keras
     from digit_recognizer.config import get_recipe
+    from digit_recognizer import model as model_module
     from digit_recognizer.model import build_augmentation
     import tensorflow as tf
 
@@ -57,6 +60,19 @@ def main() -> None:
 
     calls = {name: tf.function(lambda x, layer=layer: layer(x, training=True))
              for name, layer in parts.items()}
+    shifted_maxima = model_module._thicker
+    model_module._thicker = lambda x, px: keras.ops.nn.max_pool(x, px + 1, strides=1,
+                                                                padding="same")
+    try:  # traced here, with max-pooling (the pens look their styles up when traced)
+        pooled = build_augmentation(config)
+        pooled_parts = {"whole, thicker strokes by max-pooling": pooled}
+        if config.pen > 0:
+            pooled_parts["  random_pen, thicker strokes by max-pooling"] = pooled.layers[0]
+        for name, layer in pooled_parts.items():
+            calls[name] = tf.function(lambda x, layer=layer: layer(x, training=True))
+            calls[name](images)
+    finally:
+        model_module._thicker = shifted_maxima
     calls["  resampling kernel alone, identity matrix"] = tf.function(kernel)
     ms = {name: [] for name in calls}
     for _ in range(args.rounds):

@@ -91,6 +91,20 @@ def test_each_pen_style_draws_another_pen(mnist):
         assert abs(seen[name].sum() / x.sum() - 1) < 0.1, name
 
 
+@pytest.mark.parametrize("px", [1, 2, 3, 4])
+def test_thicker_strokes_are_max_pooling_with_same_padding(mnist, px):
+    from digit_recognizer.backend import keras
+    from digit_recognizer.model import _thicker
+
+    x = np.concatenate([mnist["test_pixels"][:8].astype("float32")[..., None],
+                        np.random.default_rng(px).integers(0, 256, (4, 28, 28, 1))
+                        .astype("float32")])
+    x[-1] = 0.0
+    x[-1, 0, 0], x[-1, 27, 27], x[-1, 0, 27] = 255.0, 128.0, 7.0  # ink at the corners
+    expected = keras.ops.nn.max_pool(x, px + 1, strides=1, padding="same")
+    np.testing.assert_array_equal(np.asarray(_thicker(x, px)), np.asarray(expected))
+
+
 def test_filling_stretches_each_digit_to_a_20_px_square_at_the_centre(mnist):
     from digit_recognizer.model import PEN_STYLES
 

@@ -25,7 +25,23 @@ INPUT_SHAPE = (28, 28, 1)
 # resolution (averaged down to 10 or 14 px, enlarged back with bilinear interpolation: blocky,
 # blurred strokes), or a thick pen scanned at 12 px.
 def _thicker(x, px: int):
-    return keras.ops.nn.max_pool(x, px + 1, strides=1, padding="same")
+    """The maximum over a (px + 1)-square window, as max-pooling with stride 1 and "same"
+    padding computes it, taken as maxima of shifted copies along rows, then columns (a square
+    window's maximum is separable): the same values, and RandomPen's six styles cost 0.96
+    instead of 1.45 ms per batch of 128 on 2 cores (bench/README.md, "Thicker strokes as
+    shifted maxima"). Raw pixels are >= 0, so a zero border changes no maximum."""
+    ops = keras.ops
+    r = px // 2  # "same" padding: px // 2 before, the rest after
+    height, width = INPUT_SHAPE[:2]
+    rows = ops.pad(x, [[0, 0], [r, px - r], [0, 0], [0, 0]])
+    x = rows[:, :height]
+    for i in range(1, px + 1):
+        x = ops.maximum(x, rows[:, i:i + height])
+    cols = ops.pad(x, [[0, 0], [0, 0], [r, px - r], [0, 0]])
+    x = cols[:, :, :width]
+    for i in range(1, px + 1):
+        x = ops.maximum(x, cols[:, :, i:i + width])
+    return x
 
 
 def _scanned_at(x, size: int):
