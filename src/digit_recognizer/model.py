@@ -27,8 +27,8 @@ INPUT_SHAPE = (28, 28, 1)
 def _thicker(x, px: int):
     """The maximum over a (px + 1)-square window, as max-pooling with stride 1 and "same"
     padding computes it, taken as maxima of shifted copies along rows, then columns (a square
-    window's maximum is separable): the same values, and RandomPen's six styles cost 0.96
-    instead of 1.45 ms per batch of 128 on 2 cores (bench/README.md, "Thicker strokes as
+    window's maximum is separable): the same values, with RandomPen's six styles ~0.3 ms
+    faster per batch of 128 on 2 cores (1.12 -> 0.81 ms; bench/README.md, "Thicker strokes as
     shifted maxima"). Raw pixels are >= 0, so a zero border changes no maximum."""
     ops = keras.ops
     r = px // 2  # "same" padding: px // 2 before, the rest after
