@@ -10,7 +10,8 @@ from digit_recognizer.data import load_test_csv, load_train_csv, read_submission
 from digit_recognizer.ensemble import train_members
 from digit_recognizer.rundir import claim_member_dir, init_ensemble, is_ensemble, members
 from digit_recognizer.errors import InputError
-from digit_recognizer.predict import load_run, predict_proba, run_proba, tta_views
+from digit_recognizer.predict import (TTA_SHIFTS, load_run, predict_proba, run_proba,
+                                      tta_views)
 from digit_recognizer.train import split_train_val
 
 from test_cli import digits
@@ -101,6 +102,11 @@ def test_tta_views_are_small_moves_of_the_image(mnist):
     centre = (views[0].sum(axis=1) * cols).sum(axis=1) / views[0].sum(axis=(1, 2))
     moved = (views[1].sum(axis=1) * cols).sum(axis=1) / views[1].sum(axis=(1, 2))
     np.testing.assert_allclose(moved - centre, 1.0, atol=0.05)
+    from scipy import ndimage  # the shifts are scipy's whole-pixel shifts, exactly
+
+    for view, (dy, dx) in zip(views[1:5], TTA_SHIFTS):
+        np.testing.assert_array_equal(view, ndimage.shift(pixels.astype(np.float32),
+                                                          (0, dy, dx), order=0, cval=0.0))
     # rotations keep most of the ink and stay in range
     for view in views[5:]:
         assert 0.0 <= view.min() and view.max() <= 255.0
