@@ -177,7 +177,8 @@ def predict_proba(model, pixels: np.ndarray, batch_size: int = PREDICT_BATCH) ->
     x = to_inputs(pixels)
     out = np.empty((len(x), 10), dtype=np.float32)
     for start in range(0, len(x), batch_size):
-        out[start:start + batch_size] = np.asarray(model.predict_on_batch(x[start:start + batch_size]))
+        batch = x[start:start + batch_size]
+        out[start:start + len(batch)] = np.asarray(model.predict_on_batch(batch))
     return out
 
 
