@@ -102,7 +102,8 @@ def draw(driver, points):
     actions = ActionChains(driver, duration=10)
     # ActionChains offsets are from the element's centre
     def at(p):
-        return int(p[0] * size["width"] - size["width"] / 2), int(p[1] * size["height"] - size["height"] / 2)
+        w, h = size["width"], size["height"]
+        return int(p[0] * w - w / 2), int(p[1] * h - h / 2)
     actions.move_to_element_with_offset(pad, *at(points[0])).click_and_hold()
     for p in points[1:]:
         x, y = at(p)
@@ -142,8 +143,8 @@ def test_drawing_a_digit_shows_the_right_prediction(server, browser, tmp_path):
 
     browser.find_element("id", "clear").click()
     assert browser.find_element("id", "label").text == "?"
-    zero = [(0.5 + 0.22 * math.sin(t / 20 * 2 * math.pi), 0.5 - 0.32 * math.cos(t / 20 * 2 * math.pi))
-            for t in range(21)]
+    angles = [t / 20 * 2 * math.pi for t in range(21)]
+    zero = [(0.5 + 0.22 * math.sin(a), 0.5 - 0.32 * math.cos(a)) for a in angles]
     draw(browser, zero)
     label = wait_for_label(browser)
     time.sleep(0.5)  # let the bars finish their transition for the screenshot

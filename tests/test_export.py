@@ -71,7 +71,8 @@ def test_tta_views_are_one_matrix_product(mnist):
         assert np.abs(moved[:, k] - view).max() < 1e-3  # grey levels of 255
 
 
-def test_an_ensemble_with_tta_exports_as_one_graph(ensemble_run, small_demo, tmp_path):  # noqa: F811
+def test_an_ensemble_with_tta_exports_as_one_graph(ensemble_run, small_demo,  # noqa: F811
+                                                   tmp_path):
     run_dir, added = ensemble_run
     exported = export_run(run_dir, "onnx", tmp_path / "ens.onnx", tta=True)
     assert exported.members == len(added) == 2 and exported.tta

@@ -130,8 +130,9 @@ def test_predict_images_cli(tiny_run, mnist, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_held_out_digits_survive_the_whole_image_path(mnist):
-    """Train (3 epochs of 30,000) on MNIST's training images, then predict 1,000 held-out test digits pasted
-    into photo-like layouts (bigger, off-centre, dark on light, as PNG files): >= 98%."""
+    """Train (3 epochs of 30,000) on MNIST's training images, then predict 1,000 held-out test
+    digits pasted into photo-like layouts (bigger, off-centre, dark on light, as PNG files):
+    >= 98%."""
     from digit_recognizer.config import get_recipe
     from digit_recognizer.data import DigitsData
     from digit_recognizer.predict import load_run, predict_images, predict_proba

@@ -29,9 +29,9 @@ def __getattr__(name):  # model.py imports Keras, so it is loaded on first use o
 
 __all__ = [
     "RECIPES", "Config", "get_recipe", "DigitsData", "load_embedded_mnist", "load_test_csv",
-    "load_train_csv", "read_submission", "write_demo_data", "write_submission", "InputError", "DataWarning",
-    "Score", "accuracy", "score_labels", "score_submission", "RunSummary", "run", "CsvPredictions", "LoadedRun",
-    "load_run", "predict_csv", "predict_labels", "predict_proba", "run_proba", "train_members",
-    "TrainResult",
-    "split_train_val", "train", "build_model", "forward_flops",
+    "load_train_csv", "read_submission", "write_demo_data", "write_submission", "InputError",
+    "DataWarning", "Score", "accuracy", "score_labels", "score_submission", "RunSummary", "run",
+    "CsvPredictions", "LoadedRun", "load_run", "predict_csv", "predict_labels", "predict_proba",
+    "run_proba", "train_members", "TrainResult", "split_train_val", "train", "build_model",
+    "forward_flops",
 ]

