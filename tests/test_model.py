@@ -28,6 +28,23 @@ def test_tutorial_architecture_is_the_tutorials():
     assert forward_flops(model) == pytest.approx(25.2e6, rel=0.01)
 
 
+def test_tutorial_recipe_trains_as_the_tutorial_describes():
+    """RMSprop, batch 32, 50 epochs, LR halved on plateaus, the best validation epoch kept, and
+    its ImageDataGenerator's on-the-fly rotation 10 degrees, zoom 0.1 and shifts 0.1 (left off
+    by mistake until 2026-12-03)."""
+    from digit_recognizer.model import build_augmentation
+    from digit_recognizer.train import augmentation_place
+
+    config = RECIPES["tutorial"]
+    assert (config.optimizer, config.batch_size, config.epochs, config.lr_schedule,
+            config.checkpoint) == ("rmsprop", 32, 50, "plateau", "best")
+    assert config.augment and (config.rotation, config.zoom, config.shift) == (10.0, 0.1, 0.1)
+    assert config.pen == 0.0  # the tutorial draws no other pens
+    assert [type(l).__name__ for l in build_augmentation(config).layers] == [
+        "RandomRotation", "RandomZoom", "RandomTranslation"]
+    assert augmentation_place(config) != "none"
+
+
 def test_strided_architecture_is_deottes():
     """Per stage two 3x3 valid convs and a 5x5 stride-2 conv (no pooling), then a 4x4 conv to
     1x1: the maps shrink 28 -> 26 -> 24 -> 12 -> 10 -> 8 -> 4 -> 1."""
