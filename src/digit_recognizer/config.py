@@ -298,8 +298,8 @@ RECIPE_SUMMARIES: dict[str, str] = {
     "fast": "14 epochs with augmentation and the five pens, ~5 min, 99.5%",
     "best": "Deotte's strided net, 24 epochs with augmentation and the five pens, ~12-16 "
             "min, 99.64% (3 seeds; 99.65% with --tta); for ensembles",
-    "tutorial": "the Keras tutorial's CNN and augmentation, 50 epochs, ~41 min on a 2-core "
-                "Zen 3, 99.14% (its best validation epoch, one seed)",
+    "tutorial": "the Keras tutorial's CNN and augmentation, 50 epochs, ~41-44 min on a 2-core "
+                "Zen 3, 99.14-99.29% (its best validation epoch, seeds 2-3)",
 }
 
 
