@@ -31,7 +31,7 @@ def test_tutorial_architecture_is_the_tutorials():
 def test_tutorial_recipe_trains_as_the_tutorial_describes():
     """RMSprop, batch 32, 50 epochs, LR halved on plateaus, the best validation epoch kept, and
     its ImageDataGenerator's on-the-fly rotation 10 degrees, zoom 0.1 and shifts 0.1 (left off
-    by mistake until 2026-12-03)."""
+    by mistake until 2026-12-03), one resampling per image as ImageDataGenerator makes it."""
     from digit_recognizer.model import build_augmentation
     from digit_recognizer.train import augmentation_place
 
@@ -40,9 +40,44 @@ def test_tutorial_recipe_trains_as_the_tutorial_describes():
             config.checkpoint) == ("rmsprop", 32, 50, "plateau", "best")
     assert config.augment and (config.rotation, config.zoom, config.shift) == (10.0, 0.1, 0.1)
     assert config.pen == 0.0  # the tutorial draws no other pens
-    assert [type(l).__name__ for l in build_augmentation(config).layers] == [
-        "RandomRotation", "RandomZoom", "RandomTranslation"]
+    assert [type(l).__name__ for l in build_augmentation(config).layers] == ["RandomAffine"]
     assert augmentation_place(config) != "none"
+
+
+def test_image_data_generator_moves_as_keras_2_does():
+    """RandomAffine's maps against Keras 2's apply_affine_transform, written out as it was
+    (rotation @ shift @ zoom about (h/2 + 0.5, w/2 + 0.5), scipy's order-1 resampling, the
+    border extended): the same pixels to float32 rounding, ink on the border row included."""
+    import scipy.ndimage as ndi
+
+    from digit_recognizer.backend import keras
+    from digit_recognizer.model import RandomAffine, image_data_generator_transforms
+
+    def keras_2(image, theta, tx, ty, zx, zy):
+        theta = np.deg2rad(theta)
+        rotation = np.array([[np.cos(theta), -np.sin(theta), 0],
+                             [np.sin(theta), np.cos(theta), 0], [0, 0, 1]])
+        shift = np.array([[1, 0, tx], [0, 1, ty], [0, 0, 1]])
+        zoom = np.array([[zx, 0, 0], [0, zy, 0], [0, 0, 1]])
+        o_x, o_y = image.shape[0] / 2 + 0.5, image.shape[1] / 2 + 0.5
+        m = (np.array([[1, 0, o_x], [0, 1, o_y], [0, 0, 1]]) @ rotation @ shift @ zoom
+             @ np.array([[1, 0, -o_x], [0, 1, -o_y], [0, 0, 1]]))
+        return ndi.affine_transform(image, m[:2, :2], m[:2, 2], order=1, mode="nearest")
+
+    x = np.zeros((4, 28, 28), np.float32)
+    x[:, 5:22, 12:16], x[:, 5:8, 6:20], x[:, 27, 3:9] = 255, 200, 90
+    u = np.random.default_rng(0).uniform(-1, 1, (4, 5)).astype(np.float32)
+    moved = np.asarray(keras.ops.image.affine_transform(
+        x[..., None], image_data_generator_transforms(u, 10.0, 0.1, 0.1),
+        interpolation="bilinear", fill_mode="nearest"))[..., 0]
+    for image, got, (a, b, c, d, e) in zip(x, moved, u):
+        expected = keras_2(image, a * 10, b * 2.8, c * 2.8, 1 + d * 0.1, 1 + e * 0.1)
+        assert np.abs(expected - image).max() > 100  # it moved
+        np.testing.assert_allclose(got, expected, atol=0.01)
+    layer = RandomAffine(10.0, 0.1, 0.1, seed=0)
+    np.testing.assert_array_equal(np.asarray(layer(x[..., None], training=False)), x[..., None])
+    trained = np.asarray(layer(x[..., None], training=True))
+    assert trained.shape == (4, 28, 28, 1) and not np.array_equal(trained[0], trained[1])
 
 
 def test_strided_architecture_is_deottes():

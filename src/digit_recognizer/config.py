@@ -53,6 +53,13 @@ class Config:
     rotation: float = 10.0  # degrees, +/-
     zoom: float = 0.1  # fraction, +/-
     shift: float = 0.1  # fraction of width and height, +/-
+    # How rotation, zoom and shift move an image: "keras_layers", Keras's RandomRotation,
+    # RandomZoom and RandomTranslation (three bilinear resamplings, one zoom for both axes,
+    # constant fill; every recipe's settings were chosen with them, and the field's default
+    # lets older runs resume as they were made); "image_data_generator", Keras 2's
+    # ImageDataGenerator as the tutorial used it (model.RandomAffine: one affine map and one
+    # bilinear resampling per image, a zoom per axis, the border extended).
+    affine: str = "keras_layers"
     pen: float = 0.0  # share of training images drawn thicker or scanned at low resolution
     # Which other pens and scanners, an equal part of `pen` each (names in model.PEN_STYLES);
     # the field's default is the first set, so older runs resume as they were made.
@@ -105,6 +112,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "optimizer": ("adam", "adamw", "rmsprop"),
     "lr_schedule": ("onecycle", "plateau"),
     "checkpoint": ("best", "last"),
+    "affine": ("keras_layers", "image_data_generator"),
 }
 # The other pens and scanners `fast` and `best` train on (each chosen on the dev split)...
 FIVE_PENS = "thick,marker,low10,low14,thick-low12"
@@ -121,7 +129,7 @@ PEN_STYLE_NAMES = (*FIVE_PENS.split(","), "filling", "filling-low10")
 TUTORIAL = Config(
     recipe="tutorial", architecture="tutorial", dropout=0.25, epochs=50, batch_size=32,
     optimizer="rmsprop", learning_rate=1e-3, lr_schedule="plateau", steps_per_execution=1,
-    augment=True, rotation=10.0, zoom=0.1, shift=0.1,
+    augment=True, rotation=10.0, zoom=0.1, shift=0.1, affine="image_data_generator",
 )
 
 # Seconds, not minutes: tuomaso/train_mnist_fast's net (5x5 conv -> pool -> 3x3 conv -> pool ->

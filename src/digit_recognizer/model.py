@@ -9,6 +9,8 @@ caller can normalise test data by its own statistics (the tutorial's bug).
 
 from __future__ import annotations
 
+import math
+
 from .backend import keras
 from .config import Config, check_choices, pen_style_names
 from .data import N_CLASSES
@@ -175,23 +177,85 @@ class FusedBatchNormalization(layers.BatchNormalization):
         return y if rank == 4 else tf.reshape(y, tf.shape(inputs))
 
 
+def image_data_generator_transforms(u, rotation: float, zoom: float, shift: float,
+                                    height: int = INPUT_SHAPE[0], width: int = INPUT_SHAPE[1]):
+    """The (n, 8) projective transforms of `keras.ops.image.affine_transform` (output (col,
+    row) -> input point) that Keras 2's ImageDataGenerator.random_transform and
+    apply_affine_transform make from uniform draws `u` (n, 5) in [-1, 1]: a rotation by u0 *
+    `rotation` degrees, shifts of u1 * `shift` * height rows and u2 * `shift` * width columns,
+    zooms 1 + u3 * `zoom` of the rows and 1 + u4 * `zoom` of the columns (> 1 reads a larger
+    area: the digit shrinks), composed as rotation @ shift @ zoom about (h/2 + 0.5, w/2 + 0.5),
+    the centre that Keras 2's transform_matrix_offset_center takes (half a pixel off the true
+    one, kept: this reproduces the tutorial)."""
+    ops = keras.ops
+    u = ops.convert_to_tensor(u, "float32")
+    theta = u[:, 0] * (rotation * math.pi / 180.0)
+    tx, ty = u[:, 1] * (shift * height), u[:, 2] * (shift * width)
+    zx, zy = 1.0 + u[:, 3] * zoom, 1.0 + u[:, 4] * zoom
+    cos, sin = ops.cos(theta), ops.sin(theta)
+    # In (row, col) coordinates, input = M @ output + offset:
+    m00, m01, m10, m11 = cos * zx, -sin * zy, sin * zx, cos * zy
+    o_row, o_col = height / 2 + 0.5, width / 2 + 0.5
+    off_row = cos * tx - sin * ty + o_row - (m00 * o_row + m01 * o_col)
+    off_col = sin * tx + cos * ty + o_col - (m10 * o_row + m11 * o_col)
+    zeros = ops.zeros_like(cos)
+    # ... and in affine_transform's (x = col, y = row) order:
+    return ops.stack([m11, m10, off_col, m01, m00, off_row, zeros, zeros], axis=1)
+
+
+@keras.saving.register_keras_serializable(package="digit_recognizer")
+class RandomAffine(layers.Layer):
+    """Training only: ImageDataGenerator(rotation_range=`rotation`, zoom_range=`zoom`,
+    width_shift_range=`shift`, height_shift_range=`shift`) as the tutorial trains with it: per
+    image one affine map (image_data_generator_transforms) and one bilinear resampling, the
+    border extended ("nearest"). Raw pixels in and out; identity at inference."""
+
+    def __init__(self, rotation: float, zoom: float, shift: float, seed: int | None = None,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.rotation, self.zoom, self.shift, self.seed = rotation, zoom, shift, seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, x, training=None):
+        if not training:
+            return x
+        ops = keras.ops
+        u = keras.random.uniform((ops.shape(x)[0], 5), -1.0, 1.0, seed=self.seed_generator)
+        transforms = image_data_generator_transforms(u, self.rotation, self.zoom, self.shift,
+                                                     x.shape[1], x.shape[2])
+        return ops.image.affine_transform(x, transforms, interpolation="bilinear",
+                                          fill_mode="nearest")
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "rotation": self.rotation, "zoom": self.zoom,
+                "shift": self.shift, "seed": self.seed}
+
+
 def build_augmentation(config: Config) -> keras.Sequential:
-    """Random rotation/zoom/shift as in the tutorial's ImageDataGenerator (training only),
-    after RandomPen when the recipe asks for other pens (`pen` > 0). A factor of 0 adds no
-    layer: Keras's layers resample every image at any factor, 0 included (~2 ms per batch of
-    128 each on 2 cores, bench/README.md)."""
+    """Random rotation/zoom/shift (training only) as `config.affine` says: Keras's three layers
+    or the tutorial's ImageDataGenerator (RandomAffine), after RandomPen when the recipe asks
+    for other pens (`pen` > 0). A factor of 0 adds no Keras layer: they resample every image
+    at any factor, 0 included (~2 ms per batch of 128 each on 2 cores, bench/README.md)."""
     seed = config.seed
     parts = [RandomPen(config.pen, seed=seed + 3, styles=config.pen_styles)] \
         if config.pen > 0 else []
-    if config.rotation:
-        parts.append(layers.RandomRotation(config.rotation / 360.0, fill_mode="constant",
-                                           fill_value=0.0, seed=seed))
-    if config.zoom:
-        parts.append(layers.RandomZoom(config.zoom, fill_mode="constant", fill_value=0.0,
-                                       seed=seed + 1))
-    if config.shift:
-        parts.append(layers.RandomTranslation(config.shift, config.shift, fill_mode="constant",
-                                              fill_value=0.0, seed=seed + 2))
+    if config.affine == "image_data_generator":
+        if config.rotation or config.zoom or config.shift:
+            parts.append(RandomAffine(config.rotation, config.zoom, config.shift, seed=seed))
+    else:
+        if config.rotation:
+            parts.append(layers.RandomRotation(config.rotation / 360.0, fill_mode="constant",
+                                               fill_value=0.0, seed=seed))
+        if config.zoom:
+            parts.append(layers.RandomZoom(config.zoom, fill_mode="constant", fill_value=0.0,
+                                           seed=seed + 1))
+        if config.shift:
+            parts.append(layers.RandomTranslation(config.shift, config.shift,
+                                                  fill_mode="constant", fill_value=0.0,
+                                                  seed=seed + 2))
     return keras.Sequential(parts or [layers.Identity()], name="augment")
 
 
