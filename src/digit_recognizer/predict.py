@@ -142,7 +142,7 @@ def load_model_dir(run_dir: Path) -> tuple[object, dict]:
     if not model_path.exists():
         raise InputError(model_path, "missing: training has not finished a single epoch")
     from .backend import keras
-    from .model import RandomPen  # noqa: F401 - registers our one custom layer for loading
+    from .model import RandomPen  # noqa: F401 - registers our custom layers for loading
 
     try:
         model = keras.saving.load_model(model_path, compile=False, safe_mode=True)

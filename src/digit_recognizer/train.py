@@ -432,7 +432,7 @@ def fit_run_digit_space(run_dir: Path, split: Split, seed: int, by_doubt: bool =
     `by_doubt` (a run trained with made-up non-digits): the check reads the top probability,
     calibrated on the same rows, instead of the feature-space distance."""
     from .backend import keras
-    from .model import RandomPen  # noqa: F401 - registers our one custom layer for loading
+    from .model import RandomPen  # noqa: F401 - registers our custom layers for loading
     from .novelty import (MAX_FIT_ROWS, MIN_FIT_ROWS, feature_model, fit_digit_space,
                           probabilities_and_features, save_digit_space)
 
