@@ -126,9 +126,10 @@ PEN_STYLE_NAMES = (*FIVE_PENS.split(","), "filling", "filling-low10")
 # degrees / zoom 0.1 / shifts 0.1, checkpoint on val_accuracy, LR halved on val_loss plateaus.
 # (Until 2026-12-03 the augmentation was described here but not switched on: `augment` was left
 # at its default, False, so the recipe trained on the digits as they are; then, until session
-# 27, with Keras's three layers, whose runs drifted once the rate reached its floor: seed 2
-# held-out 98.78% at the end on a Zen 3. With ImageDataGenerator's one resampling, the same
-# seed on a Zen 4 stayed at 99.15-99.22% over the floor's 25 epochs; bench/README.md.)
+# 27, with Keras's three layers instead of ImageDataGenerator's one resampling. Kept epochs,
+# seeds 2-3: 99.22% +- 0.11 held-out with the three layers (Zen 3), 99.24% +- 0.08 with one
+# (Zen 4); at the rate's floor the runs drift less with one (seed 2's last epoch 99.16%
+# against 98.78%), but still some; bench/README.md, the last two sections.)
 TUTORIAL = Config(
     recipe="tutorial", architecture="tutorial", dropout=0.25, epochs=50, batch_size=32,
     optimizer="rmsprop", learning_rate=1e-3, lr_schedule="plateau", steps_per_execution=1,
@@ -298,7 +299,7 @@ RECIPES: dict[str, Config] = {c.recipe: c for c in (QUICK, DEFAULT, FAST, BEST, 
 
 # What each recipe costs and gives on a 2-core machine (bench/README.md: quick and default on
 # AMD EPYCs, 2026-12-01 04:45 and 06:17 UTC and 2026-12-02 16:48 UTC; fast and best on an
-# Intel Xeon, 2026-11-30; tutorial on a Zen 5, 2026-11-24; held-out = MNIST's official 10,000
+# Intel Xeon, 2026-11-30; tutorial on a Zen 4, 2026-12-03; held-out = MNIST's official 10,000
 # test images). Shown by `digits train --help`.
 RECIPE_SUMMARIES: dict[str, str] = {
     "quick": "2 epochs, ~9 s of training (0.07-0.08 of keras-io mnist_convnet's time to 99%), "
@@ -309,8 +310,8 @@ RECIPE_SUMMARIES: dict[str, str] = {
     "fast": "14 epochs with augmentation and the five pens, ~5 min, 99.5%",
     "best": "Deotte's strided net, 24 epochs with augmentation and the five pens, ~12-16 "
             "min, 99.64% (3 seeds; 99.65% with --tta); for ensembles",
-    "tutorial": "the Keras tutorial's CNN and augmentation, 50 epochs, ~41-44 min on a 2-core "
-                "Zen 3, 99.14-99.29% (its best validation epoch, seeds 2-3)",
+    "tutorial": "the Keras tutorial's CNN and augmentation, 50 epochs, ~25-27 min on a 2-core "
+                "Zen 4, 99.18-99.29% (its best validation epoch, seeds 2-3)",
 }
 
 
