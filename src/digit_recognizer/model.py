@@ -177,17 +177,17 @@ class FusedBatchNormalization(layers.BatchNormalization):
         return y if rank == 4 else tf.reshape(y, tf.shape(inputs))
 
 
-def image_data_generator_transforms(u, rotation: float, zoom: float, shift: float,
-                                    height: int = INPUT_SHAPE[0], width: int = INPUT_SHAPE[1]):
-    """The (n, 8) projective transforms of `keras.ops.image.affine_transform` (output (col,
-    row) -> input point) that Keras 2's ImageDataGenerator.random_transform and
-    apply_affine_transform make from uniform draws `u` (n, 5) in [-1, 1]: a rotation by u0 *
-    `rotation` degrees, shifts of u1 * `shift` * height rows and u2 * `shift` * width columns,
-    zooms 1 + u3 * `zoom` of the rows and 1 + u4 * `zoom` of the columns (> 1 reads a larger
-    area: the digit shrinks), composed as rotation @ shift @ zoom about (h/2 + 0.5, w/2 + 0.5),
-    the centre that Keras 2's transform_matrix_offset_center takes (half a pixel off the true
-    one, kept: this reproduces the tutorial)."""
+def image_data_generator_move(x, u, rotation: float, zoom: float, shift: float):
+    """Images `x` (n, h, w, 1) moved as Keras 2's ImageDataGenerator.random_transform and
+    apply_affine_transform move them, given their uniform draws `u` (n, 5) in [-1, 1]: a
+    rotation by u0 * `rotation` degrees, shifts of u1 * `shift` * h rows and u2 * `shift` * w
+    columns, zooms 1 + u3 * `zoom` of the rows and 1 + u4 * `zoom` of the columns (> 1 reads a
+    larger area: the digit shrinks), composed as rotation @ shift @ zoom about (h/2 + 0.5,
+    w/2 + 0.5), the centre that Keras 2's transform_matrix_offset_center takes (half a pixel
+    off the true one, kept: this reproduces the tutorial); one bilinear resampling, the border
+    extended ("nearest")."""
     ops = keras.ops
+    height, width = x.shape[1], x.shape[2]
     u = ops.convert_to_tensor(u, "float32")
     theta = u[:, 0] * (rotation * math.pi / 180.0)
     tx, ty = u[:, 1] * (shift * height), u[:, 2] * (shift * width)
@@ -199,16 +199,18 @@ def image_data_generator_transforms(u, rotation: float, zoom: float, shift: floa
     off_row = cos * tx - sin * ty + o_row - (m00 * o_row + m01 * o_col)
     off_col = sin * tx + cos * ty + o_col - (m10 * o_row + m11 * o_col)
     zeros = ops.zeros_like(cos)
-    # ... and in affine_transform's (x = col, y = row) order:
-    return ops.stack([m11, m10, off_col, m01, m00, off_row, zeros, zeros], axis=1)
+    # ... and in affine_transform's (x = col, y = row) order, output point -> input point:
+    transforms = ops.stack([m11, m10, off_col, m01, m00, off_row, zeros, zeros], axis=1)
+    return ops.image.affine_transform(x, transforms, interpolation="bilinear",
+                                      fill_mode="nearest")
 
 
 @keras.saving.register_keras_serializable(package="digit_recognizer")
 class RandomAffine(layers.Layer):
     """Training only: ImageDataGenerator(rotation_range=`rotation`, zoom_range=`zoom`,
     width_shift_range=`shift`, height_shift_range=`shift`) as the tutorial trains with it: per
-    image one affine map (image_data_generator_transforms) and one bilinear resampling, the
-    border extended ("nearest"). Raw pixels in and out; identity at inference."""
+    image one affine map and one bilinear resampling (image_data_generator_move). Raw pixels in
+    and out; identity at inference."""
 
     def __init__(self, rotation: float, zoom: float, shift: float, seed: int | None = None,
                  **kwargs):
@@ -219,12 +221,9 @@ class RandomAffine(layers.Layer):
     def call(self, x, training=None):
         if not training:
             return x
-        ops = keras.ops
-        u = keras.random.uniform((ops.shape(x)[0], 5), -1.0, 1.0, seed=self.seed_generator)
-        transforms = image_data_generator_transforms(u, self.rotation, self.zoom, self.shift,
-                                                     x.shape[1], x.shape[2])
-        return ops.image.affine_transform(x, transforms, interpolation="bilinear",
-                                          fill_mode="nearest")
+        u = keras.random.uniform((keras.ops.shape(x)[0], 5), -1.0, 1.0,
+                                 seed=self.seed_generator)
+        return image_data_generator_move(x, u, self.rotation, self.zoom, self.shift)
 
     def compute_output_shape(self, input_shape):
         return input_shape
