@@ -125,11 +125,12 @@ PEN_STYLE_NAMES = (*FIVE_PENS.split(","), "filling", "filling-low10")
 # The tutorial as it describes itself: six-conv CNN, RMSprop, batch 32, 50 epochs, rotation 10
 # degrees / zoom 0.1 / shifts 0.1, checkpoint on val_accuracy, LR halved on val_loss plateaus.
 # (Until 2026-12-03 the augmentation was described here but not switched on: `augment` was left
-# at its default, False, so the recipe trained on the digits as they are; then, until session
-# 27, with Keras's three layers instead of ImageDataGenerator's one resampling. Kept epochs,
-# seeds 2-3: 99.22% +- 0.11 held-out with the three layers (Zen 3), 99.24% +- 0.08 with one
-# (Zen 4); at the rate's floor the runs drift less with one (seed 2's last epoch 99.16%
-# against 98.78%), but still some; bench/README.md, the last two sections.)
+# at its default, False, so the recipe trained on the digits as they are; then, for a few
+# hours of that day, with Keras's three layers instead of ImageDataGenerator's one
+# resampling. Kept epochs, seeds 2-3: 99.22% +- 0.11 held-out with the three layers (Zen 3),
+# 99.24% +- 0.08 with one (Zen 4); at the rate's floor the runs drift less with one (seed 2's
+# last epoch 99.16% against 98.78%), but still some; bench/README.md, "The `tutorial` recipe
+# with ImageDataGenerator's one resampling".)
 TUTORIAL = Config(
     recipe="tutorial", architecture="tutorial", dropout=0.25, epochs=50, batch_size=32,
     optimizer="rmsprop", learning_rate=1e-3, lr_schedule="plateau", steps_per_execution=1,
