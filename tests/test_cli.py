@@ -58,11 +58,13 @@ def test_demo_data_train_predict_score(tmp_path):
     assert (data / "train.csv").exists() and (data / "test_labels.csv").exists()
 
     out = digits("train", data / "train.csv", "--run-dir", run, "--epochs", 1,
-                 "--batch-size", 64, "--val-fraction", 0.2, "--seed", 5, "--checkpoint", "best")
+                 "--batch-size", 64, "--val-fraction", 0.2, "--seed", 5, "--checkpoint", "best",
+                 "--precision", "mixed_bfloat16")
     assert out.returncode == 0, out.stderr
     assert re.search(r"kept epoch \d+/\d+: validation accuracy", out.stdout)
     config = json.loads((run / "config.json").read_text())["config"]
-    assert (config["seed"], config["val_fraction"], config["checkpoint"]) == (5, 0.2, "best")
+    assert (config["seed"], config["val_fraction"], config["checkpoint"],
+            config["precision"]) == (5, 0.2, "best", "mixed_bfloat16")
     for name in ["model.keras", "config.json", "history.csv", "curves.png"]:
         assert (run / name).exists(), name
 

@@ -259,13 +259,15 @@ def test_info_names_versions_and_devices():
 def test_onednn_is_on_unless_the_user_turns_it_off():
     """TensorFlow leaves its oneDNN kernels off on some x86 CPUs (a Zen 3: 1.2-2.5x slower);
     the tool turns them on there (tf_env.py, applied by backend.py) and keeps the user's
-    TF_ENABLE_ONEDNN_OPTS=0."""
-    def onednn_line(**env):
+    TF_ENABLE_ONEDNN_OPTS=0. Without oneDNN, bfloat16 is emulated: no recipe trains in it."""
+    def lines(**env):
         base = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
-        return info_lines({**base, **env})["onednn"]
+        return info_lines({**base, **env})
 
-    assert onednn_line() == "on"
-    assert onednn_line(TF_ENABLE_ONEDNN_OPTS="0") == "off (TF_ENABLE_ONEDNN_OPTS=0)"
+    assert lines()["onednn"] == "on"
+    off = lines(TF_ENABLE_ONEDNN_OPTS="0")
+    assert off["onednn"] == "off (TF_ENABLE_ONEDNN_OPTS=0)"
+    assert off["bfloat16"].startswith("not native here")
 
 
 def test_the_sweep_progress_callback_pickles_after_print_is_replaced(monkeypatch):

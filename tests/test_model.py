@@ -305,3 +305,75 @@ def test_fused_batch_norm_computes_what_keras_batch_norm_computes(shape):
     for mine, keras_own in zip(*results):
         np.testing.assert_allclose(np.asarray(mine), np.asarray(keras_own), rtol=1e-4,
                                    atol=1e-4)
+
+
+def test_mixed_bfloat16_computes_in_bfloat16_and_saves_a_float32_copy(rng):
+    """precision "mixed_bfloat16": the network's layers compute in bfloat16 over float32
+    variables, the normalisation and the softmax in float32; float32_copy holds the same
+    weights with every layer in float32 and reads the same probabilities to bfloat16 rounding."""
+    from digit_recognizer.backend import keras
+    from digit_recognizer.model import float32_copy
+
+    model = build_model(RECIPES["best"].replace(precision="mixed_bfloat16", width=8))
+    computes = {layer.name: layer.compute_dtype for layer in model.layers}
+    assert computes["normalise"] == "float32" and computes["probabilities"] == "float32"
+    inner = [l for l in model.layers if type(l).__name__ in (CONV, BN)]
+    assert len(inner) == 14 and {l.compute_dtype for l in inner} == {"bfloat16"}
+    assert {w.dtype for l in inner for w in l.weights} == {"float32"}
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is left as it was
+
+    copy = float32_copy(model)
+    assert {l.compute_dtype for l in copy.layers} == {"float32"}
+    for mine, its in zip(model.get_weights(), copy.get_weights(), strict=True):
+        np.testing.assert_array_equal(mine, its)
+    x = rng.uniform(0, 255, (16, 28, 28, 1)).astype("float32")
+    p, q = np.asarray(model(x, training=False)), np.asarray(copy(x, training=False))
+    assert p.dtype == np.float32 and not np.array_equal(p, q)  # other arithmetic...
+    np.testing.assert_allclose(p, q, atol=0.03)  # ... the same function (bfloat16: ~3 digits)
+
+
+def test_fused_batch_norm_runs_its_kernel_on_bfloat16_maps():
+    """Mixed precision hands batch norm bfloat16 maps; the fused kernel takes them (Keras's own
+    batch norm in bfloat16 took all of `best`'s gain, bench/README.md) and computes what
+    Keras's layer computes, to bfloat16 rounding."""
+    import tensorflow as tf
+
+    from digit_recognizer.backend import keras
+    from digit_recognizer.model import FusedBatchNormalization
+
+    shape = (16, 6, 6, 8)
+    x = tf.constant(np.random.default_rng(0).normal(3.0, 2.0, shape).astype("float32"))
+    ours = FusedBatchNormalization(momentum=0.9, dtype="mixed_bfloat16")
+    theirs = keras.layers.BatchNormalization(momentum=0.9, dtype="mixed_bfloat16")
+    ours.build(shape)
+    theirs.build(shape)
+    graph = tf.function(lambda v: ours(v, training=True)).get_concrete_function(x).graph
+    assert "FusedBatchNormV3" in {op.type for op in graph.get_operations()}
+    y, z = ours(x, training=True), theirs(x, training=True)
+    assert y.dtype == tf.bfloat16
+    np.testing.assert_allclose(tf.cast(y, tf.float32), tf.cast(z, tf.float32), atol=0.05)
+    assert not np.allclose(ours.moving_mean.numpy(), 0.0)  # the statistics did move ...
+    for mine, its in ((ours.moving_mean, theirs.moving_mean),
+                      (ours.moving_variance, theirs.moving_variance)):
+        np.testing.assert_allclose(mine.numpy(), its.numpy(), rtol=1e-3)  # ... alike
+
+
+def test_auto_precision_is_bfloat16_only_where_the_cpu_computes_it(monkeypatch):
+    from digit_recognizer import backend
+    from digit_recognizer.model import resolve_precision
+
+    flags = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f {}\n"
+    monkeypatch.setattr(backend, "onednn_state", lambda: "on")
+    assert backend.native_bfloat16(flags.format("avx512_bf16"))
+    assert backend.native_bfloat16(flags.format("amx_bf16 amx_tile"))
+    assert not backend.native_bfloat16(flags.format("avx512_vnni"))
+    monkeypatch.setattr(backend, "onednn_state", lambda: "off")  # Eigen's kernels: emulated
+    assert not backend.native_bfloat16(flags.format("avx512_bf16"))
+
+    auto = RECIPES["default"].replace(precision="auto")
+    for native, precision in ((True, "mixed_bfloat16"), (False, "float32")):
+        monkeypatch.setattr(backend, "native_bfloat16", lambda cpuinfo=None: native)
+        assert resolve_precision(auto).precision == precision
+        assert resolve_precision(auto.replace(precision="float32")).precision == "float32"
+    with pytest.raises(ValueError, match="precision"):
+        build_model(RECIPES["default"].replace(precision="float16"))

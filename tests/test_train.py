@@ -274,3 +274,24 @@ def test_augmentation_runs_in_the_input_pipeline_on_tensorflow(small_demo, tmp_p
     train(config, data, tmp_path / "run", verbose=0)
     model = load_run(tmp_path / "run").models[0]
     assert "augment" not in [layer.name for layer in model.layers]
+
+
+def test_a_run_trained_in_bfloat16_records_it_and_saves_float32(small_demo, tmp_path,
+                                                                  monkeypatch):
+    """precision "auto" on a CPU with bfloat16 instructions trains in mixed bfloat16,
+    config.json says so, and model.keras is the float32 copy of the kept epoch's weights."""
+    from digit_recognizer import backend
+    from digit_recognizer.config import get_recipe
+    from digit_recognizer.train import train
+
+    monkeypatch.setattr(backend, "native_bfloat16", lambda cpuinfo=None: True)
+    config = get_recipe("default").replace(epochs=2, width=8, batch_size=64, precision="auto")
+    result = train(config, small_demo.train_csv, tmp_path / "run", verbose=0)
+    info = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert info["config"]["precision"] == "mixed_bfloat16"
+    model = load_run(tmp_path / "run").models[0]
+    assert {layer.compute_dtype for layer in model.layers} == {"float32"}
+    # the trained weights, not a fresh network's: validation reads as it did in training
+    assert _kept_model_validation_accuracy(tmp_path / "run", small_demo.train_csv, config) == \
+        pytest.approx(result.best_val_accuracy, abs=0.03)
+    assert result.best_val_accuracy > 0.5

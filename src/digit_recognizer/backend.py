@@ -107,6 +107,24 @@ def onednn_state() -> str | None:
     return "on" if _pywrap_util_port.IsMklEnabled() else "off"
 
 
+def native_bfloat16(cpuinfo: str | None = None) -> bool:
+    """Whether this machine computes bfloat16 natively: TensorFlow running oneDNN's kernels on
+    a CPU with bfloat16 instructions (AVX512_BF16 or AMX, as Linux's /proc/cpuinfo lists its
+    flags; Zen 4, Zen 5, recent Xeons). Elsewhere bfloat16 is emulated (not measured here).
+    `cpuinfo`: that file's text (tests), read when None."""
+    if onednn_state() != "on":
+        return False
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo") as f:
+                cpuinfo = f.read()
+        except OSError:  # not Linux: no way to ask that is worth a dependency
+            return False
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines()
+                  if line.startswith("flags")), [])
+    return bool({"avx512_bf16", "amx_bf16"} & set(flags))
+
+
 def limit_threads(threads: int) -> None:
     """Size the backend's thread pools to `threads` (a process sharing the machine with other
     members or trials, or a Ray task given `num_cpus`: the backend ignores such allotments

@@ -70,20 +70,32 @@ class KeptModelSaver(keras.callbacks.Callback):
     """Saves the model at every epoch that kept_epoch_index keeps so far (for "best", Keras's
     ModelCheckpoint with save_best_only), through a temporary file renamed over `path`: a
     crash mid-save never leaves a half-written model. `history` holds the epochs of an
-    interrupted run, which the rule weighs too."""
+    interrupted run, which the rule weighs too. `in_float32`: the model trains in another
+    precision (config.precision) and is saved as its float32 copy (model.float32_copy)."""
 
-    def __init__(self, path: Path, monitor: str, checkpoint: str, history: History):
+    def __init__(self, path: Path, monitor: str, checkpoint: str, history: History,
+                 in_float32: bool = False):
         super().__init__()
         self.path, self.monitor, self.checkpoint = Path(path), monitor, checkpoint
-        self.history = history
+        self.history, self.in_float32 = history, in_float32
+        self._copy = None  # the float32 copy, built once, its weights set at each save
 
     def on_epoch_end(self, epoch, logs=None):
         done = self.history.rows  # 1-based epochs; a re-run epoch's old row does not count
         values = [done[e].get(self.monitor) for e in sorted(done) if e <= epoch]
         values.append((logs or {}).get(self.monitor))
         if kept_epoch_index(values, self.checkpoint) == len(values) - 1:
+            kept = self.model
+            if self.in_float32:
+                from .model import float32_copy
+
+                if self._copy is None:
+                    self._copy = float32_copy(self.model)
+                else:
+                    self._copy.set_weights(self.model.get_weights())
+                kept = self._copy
             with atomic_path(self.path) as tmp:
-                self.model.save(tmp)
+                kept.save(tmp)
 
 
 class SwapWeightAverage(keras.callbacks.SwapEMAWeights):

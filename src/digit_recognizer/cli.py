@@ -117,6 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the epoch model.keras keeps: the best by validation accuracy, or "
                             "the last (default: the recipe's; last for the one-cycle recipes, "
                             "best for tutorial)")
+        p.add_argument("--precision", choices=CHOICES["precision"],
+                       help="the network's arithmetic in training: float32, mixed bfloat16, or "
+                            "auto (bfloat16 where the CPU computes it natively, as `digits "
+                            "info` says); the saved model computes in float32 either way "
+                            "(default: the recipe's; auto for best, float32 for the others)")
         p.add_argument("--distill", type=Path, metavar="TEACHER_RUN",
                        help="distillation: train on the probabilities that TEACHER_RUN (e.g. an "
                             "ensemble) gives each training row instead of the labels")

@@ -51,6 +51,7 @@ def _config_from_args(args, base=None):
         epochs=args.epochs, batch_size=args.batch_size, val_fraction=args.val_fraction,
         seed=args.seed, augment=False if getattr(args, "no_augment", False) else None,
         checkpoint=getattr(args, "checkpoint", None),
+        precision=getattr(args, "precision", None),
         teacher=str(args.distill) if getattr(args, "distill", None) else None)
 
 

@@ -83,6 +83,14 @@ class Config:
     val_fraction: float = 0.1  # stratified hold-out from the training CSV
     seed: int = 2
     steps_per_execution: int = 1  # >1 runs several train steps per Python call (less overhead)
+    # The network's arithmetic in training: "float32"; "mixed_bfloat16" (Keras's mixed
+    # precision: convolutions and dense layers compute in bfloat16 with float32 variables, the
+    # softmax in float32); or "auto", bfloat16 where the CPU computes it natively
+    # (backend.native_bfloat16: AVX512_BF16 or AMX), float32 elsewhere (there bfloat16 is
+    # emulated; not measured). A run records the precision it used (model.resolve_precision).
+    # The saved model computes in float32 either way (model.float32_copy), so inference is
+    # as before. The field's default lets older runs resume as they were made.
+    precision: str = "float32"
     # Distillation: a run directory (one model or an ensemble) whose probabilities for the
     # training rows are the targets instead of the one-hot labels; "" trains on the labels.
     teacher: str = ""
@@ -113,6 +121,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "lr_schedule": ("onecycle", "plateau"),
     "checkpoint": ("best", "last"),
     "affine": ("keras_layers", "image_data_generator"),
+    "precision": ("float32", "mixed_bfloat16", "auto"),
 }
 # The other pens and scanners `fast` and `best` train on (each chosen on the dev split)...
 FIVE_PENS = "thick,marker,low10,low14,thick-low12"

@@ -61,11 +61,14 @@ def machine_info() -> dict[str, str]:
         info["threads"] = (f"intra-op {intra or f'all {usable} cores'}, inter-op "
                            f"{inter or 'automatic'} (ensemble members and Ray tasks get "
                            "their share)")
-        from .backend import onednn_state
+        from .backend import native_bfloat16, onednn_state
 
         info["onednn"] = onednn_state() + (
             " (TF_ENABLE_ONEDNN_OPTS=0)" if os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0"
             else "")
+        info["bfloat16"] = ("native: recipes with precision \"auto\" train in mixed bfloat16"
+                            if native_bfloat16() else
+                            "not native here: every recipe trains in float32")
         devices = tf.config.list_physical_devices()
         info["devices"] = ", ".join(d.name.removeprefix("/physical_device:") for d in devices)
         gpus = [d for d in devices if d.device_type == "GPU"]

@@ -140,6 +140,9 @@ class RandomPen(layers.Layer):
                 "styles": self.styles}
 
 
+FUSED_DTYPES = ("float32", "bfloat16")  # maps the kernel takes (bfloat16: mixed precision)
+
+
 @keras.saving.register_keras_serializable(package="digit_recognizer")
 class FusedBatchNormalization(layers.BatchNormalization):
     """Keras's BatchNormalization, computed on TensorFlow by its one fused kernel
@@ -155,7 +158,7 @@ class FusedBatchNormalization(layers.BatchNormalization):
         if (keras.backend.backend() != "tensorflow" or mask is not None or self.renorm
                 or self.synchronized or not (self.scale and self.center)
                 or self.axis not in (-1, rank - 1) or rank not in (2, 4)
-                or keras.backend.standardize_dtype(inputs.dtype) != "float32"):
+                or keras.backend.standardize_dtype(inputs.dtype) not in FUSED_DTYPES):
             return super().call(inputs, training=training, mask=mask)
         import tensorflow as tf
 
@@ -367,9 +370,41 @@ def build_model(config: Config, pixel_mean: float = 33.0, pixel_std: float = 78.
     x = build_augmentation(config)(inputs) if config.augment and with_augmentation else inputs
     # (x - mean) / std as one affine layer: x * (1/std) + (-mean/std)
     x = layers.Rescaling(1.0 / pixel_std, offset=-pixel_mean / pixel_std, name="normalise")(x)
-    x = ARCHITECTURES[config.architecture](x, config)
+    # The network's layers take the recipe's precision; the input's normalisation and the
+    # softmax stay in float32 (mixed precision's usual rule for the last layer).
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(resolve_precision(config).precision)
+    try:
+        x = ARCHITECTURES[config.architecture](x, config)
+    finally:
+        keras.config.set_dtype_policy(previous)
     outputs = layers.Dense(N_CLASSES, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs, name=f"digits_{config.architecture}")
+
+
+def resolve_precision(config: Config) -> Config:
+    """`config` with precision "auto" made "mixed_bfloat16" or "float32" for this machine."""
+    if config.precision != "auto":
+        return config
+    from .backend import native_bfloat16
+
+    return config.replace(precision="mixed_bfloat16" if native_bfloat16() else "float32")
+
+
+def float32_copy(model: keras.Model) -> keras.Model:
+    """`model` (built in any precision) with every layer computing in float32 and the same
+    weights (mixed precision keeps its variables in float32): what a run trained in bfloat16
+    saves, so that inference, exports and the no-digit check compute as for any other run."""
+    def in_float32(node):
+        if isinstance(node, dict):
+            if node.get("class_name") == "DTypePolicy":
+                return {**node, "config": {**node["config"], "name": "float32"}}
+            return {key: in_float32(value) for key, value in node.items()}
+        return [in_float32(value) for value in node] if isinstance(node, list) else node
+
+    copy = model.__class__.from_config(in_float32(model.get_config()))
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def forward_flops(model: keras.Model) -> int:

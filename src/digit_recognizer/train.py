@@ -281,7 +281,7 @@ def training_callbacks(config: Config, run_dir: Path, monitor: str, history) -> 
 
     chosen = [callbacks.LogLearningRate(), callbacks.EpochTimer(),
               callbacks.KeptModelSaver(run_dir / MODEL_FILE, monitor, config.checkpoint,
-                                       history)]
+                                       history, in_float32=config.precision != "float32")]
     if config.lr_schedule == "plateau":
         chosen.append(keras.callbacks.ReduceLROnPlateau(
             monitor="val_loss" if monitor == "val_accuracy" else "loss", patience=3, factor=0.5,
@@ -363,7 +363,9 @@ def train(config: Config, train_data: DigitsData | str | os.PathLike, run_dir,
 
     from .backend import keras
     from .callbacks import History, interrupts_between_batches
-    from .model import build_augmentation, build_model
+    from .model import build_augmentation, build_model, resolve_precision
+
+    config = resolve_precision(config)  # config.json records the precision this machine used
 
     if not resume:  # a fresh run never picks up a stale backup or history
         shutil.rmtree(run_dir / BACKUP_DIR, ignore_errors=True)
