@@ -48,6 +48,7 @@ def machine_info() -> dict:
         "cpu_family": fields.get("cpu family"), "model": fields.get("model"),
         "simd": "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "SSE",
         **measured_matmul_gflops(),
+        "bf16_matmul_gflops": measured_bfloat16_matmul_gflops(),
         "platform": platform.platform(),
     }
 
@@ -70,6 +71,22 @@ def measured_matmul_gflops(n: int = 4096, repeat: int = 5) -> dict:
                             warm_up=True) / 1e9
     return {"matmul_n": n, "numpy_sgemm_gflops": numpy_rate, "tf_sgemm_gflops": tf_rate,
             "peak_gflops": max(numpy_rate, tf_rate)}
+
+
+def measured_bfloat16_matmul_gflops(n: int = 4096, repeat: int = 5) -> float | None:
+    """bfloat16 GFLOP/s of the same product with TensorFlow where the CPU computes bfloat16
+    natively (backend.native_bfloat16; recipes with precision "auto" train in it there): the
+    rate a bfloat16 training is also compared with. None elsewhere."""
+    from digit_recognizer.backend import native_bfloat16
+
+    if not native_bfloat16():
+        return None
+    import tensorflow as tf
+
+    a, b = (tf.cast(tf.random.stateless_normal((n, n), seed=(s, 0)), tf.bfloat16)
+            for s in (0, 1))
+    return 2 * n ** 3 / timed(lambda: tf.linalg.matmul(a, b).numpy(), repeat=repeat,
+                              warm_up=True) / 1e9
 
 
 def print_machine(machine: dict, vers: dict) -> None:
@@ -134,7 +151,7 @@ def train_contender(name: str, data_dir: Path, max_minutes: float, seed: int = S
 
     from digit_recognizer.config import get_recipe
     from digit_recognizer.data import load_test_csv, load_train_csv, read_submission
-    from digit_recognizer.model import build_model, forward_flops
+    from digit_recognizer.model import build_model, forward_flops, resolve_precision
     from digit_recognizer.data import to_inputs
     from digit_recognizer.train import train
 
@@ -162,6 +179,7 @@ def train_contender(name: str, data_dir: Path, max_minutes: float, seed: int = S
         n_train = len(train_data) - int(np.ceil(len(train_data) * config.val_fraction))
         flops = forward_flops(build_model(config))
         batch, epochs_planned = config.batch_size, config.epochs
+        precision = resolve_precision(config).precision  # as train() resolved it
         tta = held_out_with_and_without_tta(run_dir, data_dir)
     epochs = observer.epochs
     # Steady-state epoch time: the median of epochs after the first (which includes tracing).
@@ -179,6 +197,7 @@ def train_contender(name: str, data_dir: Path, max_minutes: float, seed: int = S
         "train_gflops": 3 * flops * images_per_s / 1e9,  # forward + backward ~ 3x forward
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "max_minutes": max_minutes,
+        "precision": precision if name != "keras-io" else "float32",
         **(tta if name != "keras-io" else {}),
     }
 
@@ -406,15 +425,17 @@ def render(machine, vers, results, io, e2e=None) -> str:
         f"machine: {machine['cpu']} (family {machine['cpu_family']}, model {machine['model']}), "
         f"{machine['cores']} cores, {machine['simd']}; measured fp32 matmul "
         f"({machine['matmul_n']}^2): NumPy {machine['numpy_sgemm_gflops']:.0f} GFLOP/s, "
-        f"TensorFlow {machine['tf_sgemm_gflops']:.0f} GFLOP/s",
+        f"TensorFlow {machine['tf_sgemm_gflops']:.0f} GFLOP/s"
+        + (f"; bfloat16 matmul (TensorFlow) {machine['bf16_matmul_gflops']:.0f} GFLOP/s"
+           if machine.get("bf16_matmul_gflops") else ""),
         "versions: " + ", ".join(f"{k} {v}" for k, v in vers.items()),
         "held-out = MNIST's official 10,000 test images, observed after each epoch (off the "
         "clock); every time is training wall time unless stated",
         "",
         "| contender | seeds | batch | epochs | to 99.0% | to 99.5% | to 99.65% "
         "| final held-out (mean +- sd) | train img/s | MFLOP/img | GFLOP/s | % of matmul peak "
-        "| peak RSS |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| precision | peak RSS |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results.values():
         if r["name"] == "ensemble":
@@ -428,7 +449,15 @@ def render(machine, vers, results, io, e2e=None) -> str:
             f"| {fmt_time(r.get('time_to_9965'), r['max_minutes'])} "
             f"| {r['final_accuracy']:.2%}{sd} "
             f"| {r['images_per_s']:.0f} | {r['mflops_per_image']:.1f} | {r['train_gflops']:.0f} "
-            f"| {r['train_gflops'] / peak:.0%} | {r['peak_rss_mb']:.0f} MB |")
+            f"| {r['train_gflops'] / peak:.0%} | {r.get('precision', 'float32')} "
+            f"| {r['peak_rss_mb']:.0f} MB |")
+    bf16_peak = machine.get("bf16_matmul_gflops")
+    bf16 = [r for r in results.values() if r.get("precision") == "mixed_bfloat16"]
+    if bf16 and bf16_peak:
+        lines += ["", "trained in mixed bfloat16 (the % above is of the float32 matmul rate):"]
+        lines += [f"- {r['name']}: {r['train_gflops']:.0f} GFLOP/s = "
+                  f"{r['train_gflops'] / bf16_peak:.0%} of the measured bfloat16 matmul rate "
+                  f"({bf16_peak:.0f} GFLOP/s)" for r in bf16]
     base = results.get("keras-io")
     if base and base["time_to_990"]:
         lines += ["", f"ratios to keras-io mnist_convnet's time to 99.0% held-out "
