@@ -367,6 +367,12 @@ def test_auto_precision_is_bfloat16_only_where_the_cpu_computes_it(monkeypatch):
     assert backend.native_bfloat16(flags.format("avx512_bf16"))
     assert backend.native_bfloat16(flags.format("amx_bf16 amx_tile"))
     assert not backend.native_bfloat16(flags.format("avx512_vnni"))
+    import tensorflow as tf
+
+    with monkeypatch.context() as gpu:  # training runs on the GPU: only measured on CPUs
+        gpu.setattr(tf.config, "list_physical_devices",
+                    lambda kind=None: ["GPU:0"] if kind == "GPU" else [])
+        assert not backend.native_bfloat16(flags.format("avx512_bf16"))
     monkeypatch.setattr(backend, "onednn_state", lambda: "off")  # Eigen's kernels: emulated
     assert not backend.native_bfloat16(flags.format("avx512_bf16"))
 

@@ -111,8 +111,13 @@ def native_bfloat16(cpuinfo: str | None = None) -> bool:
     """Whether this machine computes bfloat16 natively: TensorFlow running oneDNN's kernels on
     a CPU with bfloat16 instructions (AVX512_BF16 or AMX, as Linux's /proc/cpuinfo lists its
     flags; Zen 4, Zen 5, recent Xeons). Elsewhere bfloat16 is emulated (not measured here).
+    False where TensorFlow sees a GPU: training runs there, and was only measured on CPUs.
     `cpuinfo`: that file's text (tests), read when None."""
     if onednn_state() != "on":
+        return False
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
         return False
     if cpuinfo is None:
         try:

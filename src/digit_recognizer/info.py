@@ -68,7 +68,8 @@ def machine_info() -> dict[str, str]:
             else "")
         info["bfloat16"] = ("native: recipes with precision \"auto\" train in mixed bfloat16"
                             if native_bfloat16() else
-                            "not native here: every recipe trains in float32")
+                            "not native here: recipes with precision \"auto\" train in "
+                            "float32")
         devices = tf.config.list_physical_devices()
         info["devices"] = ", ".join(d.name.removeprefix("/physical_device:") for d in devices)
         gpus = [d for d in devices if d.device_type == "GPU"]
