@@ -328,7 +328,7 @@ RECIPE_SUMMARIES: dict[str, str] = {
                "(0.14-0.23 of keras-io's time to 99%), 99.31-99.37% (3 seeds; 99.46-99.48% "
                "as digits run submits it, with TTA)",
     "fast": "14 epochs with augmentation and the five pens, ~5 min, 99.5%",
-    "best": "Deotte's strided net, 24 epochs with augmentation and the five pens, ~9-10 min "
+    "best": "Deotte's strided net, 24 epochs with augmentation and the five pens, ~8-10 min "
             "in mixed bfloat16 on a CPU with bfloat16 instructions (Zen 4), ~12-16 min in "
             "float32 elsewhere, 99.63-99.65% (3 seeds; 99.65% with --tta); for ensembles",
     "tutorial": "the Keras tutorial's CNN and augmentation, 50 epochs, ~25-27 min on a 2-core "
