@@ -36,12 +36,9 @@ SEED = 2  # the first seed; --seeds N trains seeds 2..N+1
 def machine_info() -> dict:
     """CPU model, cores and the fp32 rate this machine measures on a large matrix product
     (printed with every result; throughput is reported as a share of it)."""
-    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    fields = {}
-    for line in cpuinfo.splitlines():
-        if ":" in line:
-            k, v = (s.strip() for s in line.split(":", 1))
-            fields.setdefault(k, v)
+    from digit_recognizer.info import cpu_fields
+
+    fields = cpu_fields()
     flags = set(fields.get("flags", "").split())
     return {
         "cpu": fields.get("model name", platform.processor()), "cores": os.cpu_count() or 1,

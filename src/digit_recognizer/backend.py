@@ -119,15 +119,9 @@ def native_bfloat16(cpuinfo: str | None = None) -> bool:
 
     if tf.config.list_physical_devices("GPU"):
         return False
-    if cpuinfo is None:
-        try:
-            with open("/proc/cpuinfo") as f:
-                cpuinfo = f.read()
-        except OSError:  # not Linux: no way to ask that is worth a dependency
-            return False
-    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines()
-                  if line.startswith("flags")), [])
-    return bool({"avx512_bf16", "amx_bf16"} & set(flags))
+    from .info import cpu_fields  # not Linux: no flags, no way to ask worth a dependency
+
+    return bool({"avx512_bf16", "amx_bf16"} & set(cpu_fields(cpuinfo).get("flags", "").split()))
 
 
 def limit_threads(threads: int) -> None:
