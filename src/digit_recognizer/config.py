@@ -279,6 +279,8 @@ DEFAULT = Config(recipe="default", architecture="quick", width=24, width2=32, ep
 # 32 steps per Python call, as the other one-cycle recipes (2026-11-30, Intel Xeon, 2 cores;
 # scratch run of 2 epochs each): the second epoch 33.0 s -> 30.9 s, the same validation loss
 # to six digits.
+# Mixed bfloat16 (2026-12-03, a 2-core Zen 4, bench/steps.py --augment): the step 76.0 ms in
+# float32, 89.4 ms in bfloat16, slower, so float32.
 FAST = Config(recipe="fast", width=24, depth=2, epochs=14, augment=True, pen=0.3,
               pen_styles=FIVE_PENS, checkpoint="last", steps_per_execution=32)
 
