@@ -367,6 +367,11 @@ def test_auto_precision_is_bfloat16_only_where_the_cpu_computes_it(monkeypatch):
     assert backend.native_bfloat16(flags.format("avx512_bf16"))
     assert backend.native_bfloat16(flags.format("amx_bf16 amx_tile"))
     assert not backend.native_bfloat16(flags.format("avx512_vnni"))
+    with monkeypatch.context() as capped:  # oneDNN kept below the CPU's bfloat16 instructions
+        capped.setenv("ONEDNN_MAX_CPU_ISA", "avx512_core_vnni")
+        assert not backend.native_bfloat16(flags.format("avx512_bf16"))
+        capped.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16")
+        assert backend.native_bfloat16(flags.format("avx512_bf16"))
     import tensorflow as tf
 
     with monkeypatch.context() as gpu:  # training runs on the GPU: only measured on CPUs

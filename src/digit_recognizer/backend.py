@@ -107,10 +107,19 @@ def onednn_state() -> str | None:
     return "on" if _pywrap_util_port.IsMklEnabled() else "off"
 
 
+# oneDNN's names for instruction sets below AVX512_CORE_BF16 (ONEDNN_MAX_CPU_ISA caps oneDNN at
+# one): capped there, a bfloat16-capable CPU emulates bfloat16. Measured on a Zen 4 capped at
+# AVX512_CORE_VNNI (2026-12-03, bench/README.md): `best`'s step 107 ms in float32, 201 ms in
+# mixed bfloat16.
+ISAS_WITHOUT_BFLOAT16 = frozenset({"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2",
+                                   "AVX512_CORE", "AVX512_CORE_VNNI"})
+
+
 def native_bfloat16(cpuinfo: str | None = None) -> bool:
     """Whether this machine computes bfloat16 natively: TensorFlow running oneDNN's kernels on
     a CPU with bfloat16 instructions (AVX512_BF16 or AMX, as Linux's /proc/cpuinfo lists its
-    flags; Zen 4, Zen 5, recent Xeons). Elsewhere bfloat16 is emulated (not measured here).
+    flags; Zen 4, Zen 5, recent Xeons) that oneDNN is not capped below (ONEDNN_MAX_CPU_ISA).
+    Elsewhere bfloat16 is emulated: twice as slow where measured (ISAS_WITHOUT_BFLOAT16).
     False where TensorFlow sees a GPU: training runs there, and was only measured on CPUs.
     `cpuinfo`: that file's text (tests), read when None."""
     if onednn_state() != "on":
@@ -119,6 +128,8 @@ def native_bfloat16(cpuinfo: str | None = None) -> bool:
 
     if tf.config.list_physical_devices("GPU"):
         return False
+    if os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() in ISAS_WITHOUT_BFLOAT16:
+        return False  # oneDNN told not to use the instructions the CPU has
     from .info import cpu_fields  # not Linux: no flags, no way to ask worth a dependency
 
     return bool({"avx512_bf16", "amx_bf16"} & set(cpu_fields(cpuinfo).get("flags", "").split()))
