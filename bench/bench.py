@@ -45,7 +45,6 @@ def machine_info() -> dict:
         "cpu_family": fields.get("cpu family"), "model": fields.get("model"),
         "simd": "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "SSE",
         **measured_matmul_gflops(),
-        "bf16_matmul_gflops": measured_bfloat16_matmul_gflops(),
         "platform": platform.platform(),
     }
 
@@ -53,37 +52,29 @@ def machine_info() -> dict:
 def measured_matmul_gflops(n: int = 4096, repeat: int = 5) -> dict:
     """fp32 GFLOP/s of an n x n matrix product, best of `repeat`, with NumPy's BLAS and with
     TensorFlow (oneDNN): the machine's practical peak, measured rather than assumed. The
-    higher of the two is the peak that training throughput is compared with."""
+    higher of the two is the peak that training throughput is compared with. Where the CPU
+    computes bfloat16 natively (backend.native_bfloat16; recipes with precision "auto" train in
+    it there), also TensorFlow's bfloat16 rate on the same matrices, the rate a bfloat16
+    training is compared with too; None elsewhere."""
     import numpy as np
 
     a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
     b = np.random.default_rng(1).standard_normal((n, n), dtype=np.float32)
     flops = 2 * n ** 3
     numpy_rate = flops / timed(lambda: a @ b, repeat=repeat, warm_up=True) / 1e9
-    from digit_recognizer.backend import keras  # noqa: F401  (TensorFlow, quietly)
+    from digit_recognizer.backend import keras, native_bfloat16  # noqa: F401  (TF, quietly)
     import tensorflow as tf
+
+    def tf_rate(x, y):
+        return flops / timed(lambda: tf.linalg.matmul(x, y).numpy(), repeat=repeat,
+                             warm_up=True) / 1e9
 
     ta, tb = tf.constant(a), tf.constant(b)
-    tf_rate = flops / timed(lambda: tf.linalg.matmul(ta, tb).numpy(), repeat=repeat,
-                            warm_up=True) / 1e9
-    return {"matmul_n": n, "numpy_sgemm_gflops": numpy_rate, "tf_sgemm_gflops": tf_rate,
-            "peak_gflops": max(numpy_rate, tf_rate)}
-
-
-def measured_bfloat16_matmul_gflops(n: int = 4096, repeat: int = 5) -> float | None:
-    """bfloat16 GFLOP/s of the same product with TensorFlow where the CPU computes bfloat16
-    natively (backend.native_bfloat16; recipes with precision "auto" train in it there): the
-    rate a bfloat16 training is also compared with. None elsewhere."""
-    from digit_recognizer.backend import native_bfloat16
-
-    if not native_bfloat16():
-        return None
-    import tensorflow as tf
-
-    a, b = (tf.cast(tf.random.stateless_normal((n, n), seed=(s, 0)), tf.bfloat16)
-            for s in (0, 1))
-    return 2 * n ** 3 / timed(lambda: tf.linalg.matmul(a, b).numpy(), repeat=repeat,
-                              warm_up=True) / 1e9
+    fp32_rate = tf_rate(ta, tb)
+    return {"matmul_n": n, "numpy_sgemm_gflops": numpy_rate, "tf_sgemm_gflops": fp32_rate,
+            "peak_gflops": max(numpy_rate, fp32_rate),
+            "bf16_matmul_gflops": (tf_rate(tf.cast(ta, tf.bfloat16), tf.cast(tb, tf.bfloat16))
+                                   if native_bfloat16() else None)}
 
 
 def print_machine(machine: dict, vers: dict) -> None:
